@@ -1,0 +1,100 @@
+// Package store is the storage contract: the interfaces every backend
+// implements, the filters they take and the sentinel errors callers branch
+// on. It holds no SQL; backends live in sub-packages (sqlite) and every one
+// must pass the shared suite in storetest.
+//
+// Why one contract instead of consumer-side interfaces? Backends are swapped
+// whole (SQLite on one node, PostgreSQL on many), and one conformance suite
+// is the only way to know a new backend behaves like the old one.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/keybound/keybound/internal/identity"
+)
+
+// Sentinel errors. Backends wrap their own errors; these are the ones callers
+// may branch on with errors.Is.
+var (
+	ErrNotFound = errors.New("store: not found")
+	ErrConflict = errors.New("store: already exists")
+	// ErrStale is returned by UpdateClient when the stored row changed since
+	// it was read (optimistic concurrency on UpdatedAt).
+	ErrStale = errors.New("store: modified concurrently; read it again")
+)
+
+// AdminEvent is one entry of the append-only admin audit log: who changed
+// what, when. Changes never contains a secret or private key.
+type AdminEvent struct {
+	ID      int64             `json:"id"`
+	Time    time.Time         `json:"time"`
+	Actor   string            `json:"actor"`
+	Action  string            `json:"action"`
+	Target  string            `json:"target"`
+	Changes map[string]string `json:"changes,omitempty"`
+}
+
+// ClientFilter narrows ListClients. Zero fields match everything.
+type ClientFilter struct {
+	Owner       string
+	Environment string
+	Status      identity.Status
+	Limit       int
+}
+
+// SigningKey is one key of the token-signing key ring. PrivatePKCS8 is the
+// DER private key; backends store it as given and never log it.
+type SigningKey struct {
+	KID          string
+	Algorithm    string
+	PrivatePKCS8 []byte
+	CreatedAt    time.Time
+	// ActivatesAt is when the key may start signing: publication comes first,
+	// so verifiers that cache the JWKS learn it before they meet it.
+	ActivatesAt time.Time
+	// RetiredAt, when set, is when the key stopped signing.
+	RetiredAt time.Time
+	// RemoveAt, when set, is when the key leaves the JWKS: after every token
+	// it signed has expired.
+	RemoveAt time.Time
+}
+
+// RevokedToken is one revoked access token (RFC 7009), kept until ExpiresAt.
+type RevokedToken struct {
+	JTI       string
+	ClientID  string
+	RevokedAt time.Time
+	ExpiresAt time.Time
+}
+
+// Store is everything keybound persists. Implementations are safe for
+// concurrent use. Every mutating call that takes an AdminEvent writes the
+// change and the event in one transaction: both or neither.
+type Store interface {
+	CreateClient(ctx context.Context, c *identity.Client, ev AdminEvent) error
+	GetClient(ctx context.Context, id string) (*identity.Client, error)
+	ListClients(ctx context.Context, f ClientFilter) ([]*identity.Client, error)
+	// UpdateClient replaces the stored client whose UpdatedAt equals
+	// prevUpdatedAt; otherwise it returns ErrStale (or ErrNotFound).
+	UpdateClient(ctx context.Context, c *identity.Client, prevUpdatedAt time.Time, ev AdminEvent) error
+
+	AppendAdminEvent(ctx context.Context, ev AdminEvent) error
+	// ListAdminEvents returns events newest first; target "" matches all.
+	ListAdminEvents(ctx context.Context, target string, limit int) ([]AdminEvent, error)
+
+	PutSigningKey(ctx context.Context, k SigningKey) error
+	ListSigningKeys(ctx context.Context) ([]SigningKey, error)
+
+	// RevokeToken records a revocation; revoking twice is not an error.
+	RevokeToken(ctx context.Context, t RevokedToken) error
+	// RevokedSince lists revocations made at or after since whose token has
+	// not expired at now, for revocation views to load and refresh.
+	RevokedSince(ctx context.Context, since, now time.Time) ([]RevokedToken, error)
+	// PurgeExpired deletes revocations of tokens that expired before now.
+	PurgeExpired(ctx context.Context, now time.Time) (int, error)
+
+	Close() error
+}
