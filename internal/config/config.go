@@ -1,0 +1,313 @@
+// Package config turns a YAML file, environment variables and flags into one
+// typed, validated Config. Precedence is defaults < file < environment <
+// flags. Decoding is strict: an unknown key is an error that names it.
+//
+// It only describes settings; it starts nothing and opens no files other
+// than the one it is asked to read.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is every setting keybound reads. Zero values are replaced by
+// Default's values before validation.
+type Config struct {
+	// DataDir holds the SQLite file, the TLS material, the signing keys and
+	// the admin identity. Created 0700 on first start.
+	DataDir string  `yaml:"data_dir"`
+	Log     Log     `yaml:"log"`
+	Server  Server  `yaml:"server"`
+	Tokens  Tokens  `yaml:"tokens"`
+	Keys    Keys    `yaml:"keys"`
+	Clients Clients `yaml:"clients"`
+	Gateway Gateway `yaml:"gateway"`
+}
+
+// Log configures log/slog output.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// Server is the HTTPS listener of the token service and admin API.
+type Server struct {
+	Addr string `yaml:"addr"`
+	// Issuer is the issuer identifier (RFC 8414); default https://ADDR.
+	Issuer string `yaml:"issuer"`
+	// TLS: empty files mean a development CA and server certificate are
+	// generated in DATA_DIR/tls on first start.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// ClientCAFile holds the CAs trusted for tls_client_auth, added to the
+	// generated development CA.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// MaxBodyBytes bounds every request body.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxHeaderBytes bounds request headers.
+	MaxHeaderBytes int `yaml:"max_header_bytes"`
+	// ShutdownTimeout bounds how long in-flight requests may take to finish.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// Metrics serves Prometheus metrics at /metrics on this listener.
+	Metrics bool `yaml:"metrics"`
+}
+
+// Tokens configures access token issuance.
+type Tokens struct {
+	DefaultLifetime time.Duration `yaml:"default_lifetime"`
+	MaxLifetime     time.Duration `yaml:"max_lifetime"`
+	// AllowStaticSecrets permits client_secret_basic/post for clients
+	// registered with a legacy secret. false forbids them server-wide.
+	AllowStaticSecrets bool `yaml:"allow_static_secrets"`
+	// AssertionMaxLifetime bounds exp of private_key_jwt assertions.
+	AssertionMaxLifetime time.Duration `yaml:"assertion_max_lifetime"`
+	DPoP                 DPoP          `yaml:"dpop"`
+}
+
+// DPoP configures proof checks (RFC 9449).
+type DPoP struct {
+	Algorithms []string `yaml:"algorithms"`
+	// Window is how old a proof's iat may be.
+	Window time.Duration `yaml:"window"`
+	// RequireNonce makes the token endpoint demand a server nonce.
+	RequireNonce bool `yaml:"require_nonce"`
+}
+
+// Keys configures the signing key ring.
+type Keys struct {
+	RotateEvery time.Duration `yaml:"rotate_every"`
+	PublishLead time.Duration `yaml:"publish_lead"`
+}
+
+// Clients configures registration rules.
+type Clients struct {
+	// MaxLifetime caps how far ahead a client's expiry may be set.
+	MaxLifetime time.Duration `yaml:"max_lifetime"`
+}
+
+// Gateway is the enforcing reverse proxy (its routes arrive with the gateway).
+type Gateway struct {
+	Addr string `yaml:"addr"`
+}
+
+// Default returns the settings used when nothing else is given.
+func Default() Config {
+	return Config{
+		DataDir: "./keybound-data",
+		Log:     Log{Level: "info", Format: "text"},
+		Server: Server{
+			Addr:            "127.0.0.1:8443",
+			MaxBodyBytes:    64 << 10,
+			MaxHeaderBytes:  16 << 10,
+			ShutdownTimeout: 15 * time.Second,
+			Metrics:         true,
+		},
+		Tokens: Tokens{
+			DefaultLifetime:      5 * time.Minute,
+			MaxLifetime:          time.Hour,
+			AllowStaticSecrets:   true,
+			AssertionMaxLifetime: 5 * time.Minute,
+			DPoP: DPoP{
+				Algorithms: []string{"ES256", "ES384", "EdDSA", "PS256", "RS256"},
+				Window:     60 * time.Second,
+			},
+		},
+		Keys:    Keys{RotateEvery: 30 * 24 * time.Hour, PublishLead: 10 * time.Minute},
+		Clients: Clients{MaxLifetime: 90 * 24 * time.Hour},
+	}
+}
+
+// MaxFileBytes bounds a configuration file; larger is surely a mistake.
+const MaxFileBytes = 1 << 20
+
+// LoadFile decodes YAML from path over c. Unknown keys are errors.
+func (c *Config) LoadFile(path string) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config: %w", err)
+	}
+	if len(b) > MaxFileBytes {
+		return fmt.Errorf("config: %s is larger than %d bytes", path, MaxFileBytes)
+	}
+	return c.LoadYAML(b)
+}
+
+// LoadYAML decodes YAML over c. Unknown keys are errors.
+func (c *Config) LoadYAML(b []byte) error {
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	// An empty document decodes to io.EOF: it leaves c unchanged.
+	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+		return fmt.Errorf("config: %v", err)
+	}
+	return nil
+}
+
+// envVars maps each environment variable to the setting it overrides.
+var envVars = map[string]func(c *Config, v string) error{
+	"KEYBOUND_DATA_DIR":             func(c *Config, v string) error { c.DataDir = v; return nil },
+	"KEYBOUND_ADDR":                 func(c *Config, v string) error { c.Server.Addr = v; return nil },
+	"KEYBOUND_ISSUER":               func(c *Config, v string) error { c.Server.Issuer = v; return nil },
+	"KEYBOUND_GATEWAY_ADDR":         func(c *Config, v string) error { c.Gateway.Addr = v; return nil },
+	"KEYBOUND_LOG_LEVEL":            func(c *Config, v string) error { c.Log.Level = v; return nil },
+	"KEYBOUND_LOG_FORMAT":           func(c *Config, v string) error { c.Log.Format = v; return nil },
+	"KEYBOUND_ALLOW_STATIC_SECRETS": func(c *Config, v string) error { return parseBool(&c.Tokens.AllowStaticSecrets, v) },
+	"KEYBOUND_TOKEN_LIFETIME":       func(c *Config, v string) error { return parseDur(&c.Tokens.DefaultLifetime, v) },
+}
+
+// EnvNames lists the environment variables LoadEnv reads, for docs and help.
+func EnvNames() []string {
+	var names []string
+	for k := range envVars {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// LoadEnv applies the KEYBOUND_* variables that lookup finds.
+func (c *Config) LoadEnv(lookup func(string) (string, bool)) error {
+	var errs []error
+	for _, name := range EnvNames() {
+		if v, ok := lookup(name); ok && v != "" {
+			if err := envVars[name](c, v); err != nil {
+				errs = append(errs, fmt.Errorf("config: %s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func parseBool(dst *bool, v string) error {
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return fmt.Errorf("want true or false, got %q", v)
+	}
+	*dst = b
+	return nil
+}
+
+func parseDur(dst *time.Duration, v string) error {
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		return fmt.Errorf("want a duration such as 5m, got %q", v)
+	}
+	*dst = d
+	return nil
+}
+
+// IssuerURL returns the configured issuer or https://ADDR.
+func (c *Config) IssuerURL() string {
+	if c.Server.Issuer != "" {
+		return strings.TrimSuffix(c.Server.Issuer, "/")
+	}
+	host, port, err := net.SplitHostPort(c.Server.Addr)
+	if err == nil && (host == "" || host == "0.0.0.0" || host == "::") {
+		host = "localhost"
+	}
+	if err != nil {
+		return "https://" + c.Server.Addr
+	}
+	return "https://" + net.JoinHostPort(host, port)
+}
+
+// Validate returns every problem, each naming its key path.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "must be debug, info, warn or error, not %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json, not %q", c.Log.Format)
+	}
+	checkAddr := func(key, addr string) {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			bad(key, "must be HOST:PORT, not %q", addr)
+		}
+	}
+	checkAddr("server.addr", c.Server.Addr)
+	if c.Gateway.Addr != "" {
+		checkAddr("gateway.addr", c.Gateway.Addr)
+	}
+	if c.Server.Issuer != "" {
+		u, err := url.Parse(c.Server.Issuer)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("server.issuer", "must be an https URL with no query or fragment (RFC 8414 section 2), not %q", c.Server.Issuer)
+		}
+	}
+	if (c.Server.CertFile == "") != (c.Server.KeyFile == "") {
+		bad("server.cert_file", "cert_file and key_file must be set together")
+	}
+	if c.Server.MaxBodyBytes < 1024 || c.Server.MaxBodyBytes > 16<<20 {
+		bad("server.max_body_bytes", "must be between 1 KiB and 16 MiB, not %d", c.Server.MaxBodyBytes)
+	}
+	if c.Server.MaxHeaderBytes < 4096 || c.Server.MaxHeaderBytes > 1<<20 {
+		bad("server.max_header_bytes", "must be between 4 KiB and 1 MiB, not %d", c.Server.MaxHeaderBytes)
+	}
+	if c.Server.ShutdownTimeout <= 0 {
+		bad("server.shutdown_timeout", "must be positive")
+	}
+	if c.Tokens.DefaultLifetime < 10*time.Second || c.Tokens.DefaultLifetime > c.Tokens.MaxLifetime {
+		bad("tokens.default_lifetime", "must be at least 10s and at most tokens.max_lifetime (%s), not %s", c.Tokens.MaxLifetime, c.Tokens.DefaultLifetime)
+	}
+	if c.Tokens.MaxLifetime > 24*time.Hour {
+		bad("tokens.max_lifetime", "must be at most 24h: access tokens are meant to be short-lived, not %s", c.Tokens.MaxLifetime)
+	}
+	if c.Tokens.AssertionMaxLifetime < 30*time.Second || c.Tokens.AssertionMaxLifetime > time.Hour {
+		bad("tokens.assertion_max_lifetime", "must be between 30s and 1h, not %s", c.Tokens.AssertionMaxLifetime)
+	}
+	if c.Tokens.DPoP.Window < 5*time.Second || c.Tokens.DPoP.Window > 10*time.Minute {
+		bad("tokens.dpop.window", "must be between 5s and 10m, not %s", c.Tokens.DPoP.Window)
+	}
+	allowed := []string{"ES256", "ES384", "ES512", "EdDSA", "PS256", "PS384", "PS512", "RS256", "RS384", "RS512"}
+	if len(c.Tokens.DPoP.Algorithms) == 0 {
+		bad("tokens.dpop.algorithms", "must list at least one algorithm")
+	}
+	for i, a := range c.Tokens.DPoP.Algorithms {
+		if !slices.Contains(allowed, a) {
+			bad(fmt.Sprintf("tokens.dpop.algorithms[%d]", i), "%q is not an asymmetric JWS algorithm keybound supports (%s)", a, strings.Join(allowed, ", "))
+		}
+	}
+	if c.Keys.RotateEvery < time.Hour {
+		bad("keys.rotate_every", "must be at least 1h, not %s", c.Keys.RotateEvery)
+	}
+	if c.Keys.PublishLead < 0 || c.Keys.PublishLead >= c.Keys.RotateEvery {
+		bad("keys.publish_lead", "must be between 0 and keys.rotate_every, not %s", c.Keys.PublishLead)
+	}
+	if c.Clients.MaxLifetime < time.Hour {
+		bad("clients.max_lifetime", "must be at least 1h, not %s", c.Clients.MaxLifetime)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return &ValidationError{Problems: errs}
+}
+
+// ValidationError lists every invalid setting.
+type ValidationError struct{ Problems []error }
+
+func (e *ValidationError) Error() string {
+	parts := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		parts[i] = p.Error()
+	}
+	return "config: invalid settings: " + strings.Join(parts, "; ")
+}

@@ -1,0 +1,115 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestDefaultIsValid(t *testing.T) {
+	c := Default()
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.IssuerURL(); got != "https://127.0.0.1:8443" {
+		t.Errorf("issuer = %q", got)
+	}
+}
+
+func TestLoadYAML(t *testing.T) {
+	tests := []struct {
+		name    string
+		yaml    string
+		wantErr string
+		check   func(t *testing.T, c Config)
+	}{
+		{name: "empty file keeps defaults", yaml: "", check: func(t *testing.T, c Config) {
+			if c.Server.Addr != "127.0.0.1:8443" {
+				t.Errorf("addr = %q", c.Server.Addr)
+			}
+		}},
+		{name: "overrides", yaml: "server:\n  addr: 127.0.0.1:9443\ntokens:\n  default_lifetime: 2m\n", check: func(t *testing.T, c Config) {
+			if c.Server.Addr != "127.0.0.1:9443" || c.Tokens.DefaultLifetime != 2*time.Minute {
+				t.Errorf("got %+v", c)
+			}
+		}},
+		{name: "unknown key", yaml: "server:\n  adress: x\n", wantErr: "field adress not found"},
+		{name: "wrong type", yaml: "tokens:\n  default_lifetime: [1]\n", wantErr: "cannot unmarshal"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			err := c.LoadYAML([]byte(tt.yaml))
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			tt.check(t, c)
+		})
+	}
+}
+
+func TestValidateNamesEveryBadKey(t *testing.T) {
+	c := Default()
+	c.Log.Level = "loud"
+	c.Server.Addr = "nope"
+	c.Server.Issuer = "http://example.com"
+	c.Tokens.DefaultLifetime = 2 * time.Hour
+	c.Tokens.DPoP.Algorithms = []string{"ES256", "HS256", "none"}
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("want error")
+	}
+	for _, key := range []string{"log.level", "server.addr", "server.issuer", "tokens.default_lifetime", "tokens.dpop.algorithms[1]", "tokens.dpop.algorithms[2]"} {
+		if !strings.Contains(err.Error(), key+":") {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+}
+
+func TestPrecedence(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "k.yaml")
+	if err := os.WriteFile(f, []byte("data_dir: /from/file\nserver:\n  addr: 127.0.0.1:1111\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := Default()
+	if err := c.LoadFile(f); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"KEYBOUND_ADDR": "127.0.0.1:2222", "KEYBOUND_ALLOW_STATIC_SECRETS": "false"}
+	if err := c.LoadEnv(func(k string) (string, bool) { v, ok := env[k]; return v, ok }); err != nil {
+		t.Fatal(err)
+	}
+	if c.DataDir != "/from/file" || c.Server.Addr != "127.0.0.1:2222" || c.Tokens.AllowStaticSecrets {
+		t.Errorf("got %+v", c)
+	}
+	err := c.LoadEnv(func(k string) (string, bool) {
+		if k == "KEYBOUND_TOKEN_LIFETIME" {
+			return "soon", true
+		}
+		return "", false
+	})
+	if err == nil || !strings.Contains(err.Error(), "KEYBOUND_TOKEN_LIFETIME") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func FuzzLoadYAML(f *testing.F) {
+	f.Add([]byte("server:\n  addr: 127.0.0.1:1\n"))
+	f.Add([]byte("tokens: {dpop: {algorithms: [ES256]}}"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := Default()
+		if err := c.LoadYAML(b); err != nil {
+			return
+		}
+		_ = c.Validate()
+	})
+}

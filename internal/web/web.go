@@ -1,0 +1,142 @@
+// Package web holds what every HTTPS surface of keybound shares: the
+// hardened http.Server (timeouts, header and body limits), request ids,
+// panic recovery, the access log, and error-returning handlers whose errors
+// are rendered in one place.
+//
+// It decides nothing about authorization; it only makes every listener
+// bounded, observable and fail-safe.
+package web
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Timeouts of every listener. They bound slow-loris clients; the body limit
+// bounds large ones.
+const (
+	ReadHeaderTimeout = 5 * time.Second
+	ReadTimeout       = 30 * time.Second
+	WriteTimeout      = 60 * time.Second
+	IdleTimeout       = 120 * time.Second
+)
+
+// Log attribute keys, constant so every line is queryable the same way.
+const (
+	AttrRequestID = "request_id"
+	AttrMethod    = "method"
+	AttrPath      = "path"
+	AttrStatus    = "status"
+	AttrDuration  = "duration_ms"
+	AttrRemote    = "remote"
+	AttrError     = "error"
+)
+
+// NewServer returns an http.Server with keybound's limits applied.
+func NewServer(h http.Handler, tlsConf *tls.Config, maxHeaderBytes int, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		TLSConfig:         tlsConf,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+}
+
+type ctxKey int
+
+const requestIDKey ctxKey = 0
+
+// RequestID returns the id Middleware gave the request, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// statusWriter records the status and size of a response for the access log.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	n, err := w.ResponseWriter.Write(b)
+	w.bytes += int64(n)
+	return n, err
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Middleware wraps next with a request id (X-Request-Id, generated, never
+// taken from the caller, so logs cannot be forged), a body-size limit, panic
+// recovery and one access log line per request.
+func Middleware(next http.Handler, maxBody int64, log *slog.Logger) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		id := newID()
+		w.Header().Set("X-Request-Id", id)
+		r = r.WithContext(context.WithValue(r.Context(), requestIDKey, id))
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
+		}
+		sw := &statusWriter{ResponseWriter: w}
+		defer func() {
+			if p := recover(); p != nil {
+				if p == http.ErrAbortHandler {
+					panic(p)
+				}
+				log.Error("panic in handler", AttrRequestID, id, AttrPath, r.URL.Path, AttrError, p)
+				if sw.status == 0 {
+					http.Error(sw, `{"error":"server_error","error_description":"internal error; the request id is in X-Request-Id"}`, http.StatusInternalServerError)
+				}
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+				slog.String(AttrRequestID, id),
+				slog.String(AttrMethod, r.Method),
+				slog.String(AttrPath, r.URL.Path),
+				slog.Int(AttrStatus, sw.status),
+				slog.Float64(AttrDuration, float64(time.Since(start).Microseconds())/1000),
+				slog.String(AttrRemote, r.RemoteAddr),
+			)
+		}()
+		next.ServeHTTP(sw, r)
+	})
+}
+
+func newID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// IsBodyTooLarge reports whether err came from the body-size limit.
+func IsBodyTooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
+
+// Listen opens a TCP listener on addr.
+func Listen(addr string) (net.Listener, error) {
+	return net.Listen("tcp", addr)
+}

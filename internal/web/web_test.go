@@ -1,0 +1,60 @@
+package web
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+)
+
+func TestMiddleware(t *testing.T) {
+	var logs bytes.Buffer
+	log := slog.New(slog.NewJSONHandler(&logs, nil))
+	var seenID string
+	h := Middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seenID = RequestID(r.Context())
+		switch r.URL.Path {
+		case "/panic":
+			panic("boom")
+		case "/read":
+			_, err := io.ReadAll(r.Body)
+			if IsBodyTooLarge(err) {
+				http.Error(w, "too large", http.StatusRequestEntityTooLarge)
+				return
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}), 10, log)
+
+	tests := []struct {
+		name, path, body string
+		want             int
+	}{
+		{"ok", "/", "", 204},
+		{"body within limit", "/read", "0123456789", 204},
+		{"body over limit", "/read", "0123456789A", 413},
+		{"panic is a 500", "/panic", "", 500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			logs.Reset()
+			req := httptest.NewRequest("POST", tt.path, strings.NewReader(tt.body))
+			req.Header.Set("X-Request-Id", "forged")
+			rec := httptest.NewRecorder()
+			h.ServeHTTP(rec, req)
+			if rec.Code != tt.want {
+				t.Errorf("status = %d, want %d", rec.Code, tt.want)
+			}
+			id := rec.Header().Get("X-Request-Id")
+			if id == "" || id == "forged" || id != seenID {
+				t.Errorf("request id %q (handler saw %q)", id, seenID)
+			}
+			if !strings.Contains(logs.String(), `"request_id":"`+id+`"`) {
+				t.Errorf("log lacks request id: %s", logs.String())
+			}
+		})
+	}
+}
