@@ -49,7 +49,10 @@ type Error struct {
 	Description string
 	Status      int
 	Challenge   string
-	Nonce       string
+	// WWWAuthenticate, when set, is the complete challenge to send and takes
+	// precedence over Challenge (resource servers add realm and algs).
+	WWWAuthenticate string
+	Nonce           string
 	// Cause is the internal reason, for logs only. It is never rendered.
 	Cause error
 }
@@ -108,12 +111,7 @@ type body struct {
 // WWW-Authenticate and DPoP-Nonce headers it calls for and no caching.
 func WriteJSON(w http.ResponseWriter, e *Error) {
 	h := w.Header()
-	if e.Challenge != "" {
-		h.Set("WWW-Authenticate", Challenge(e.Challenge, "", e))
-	}
-	if e.Nonce != "" {
-		h.Set("DPoP-Nonce", e.Nonce)
-	}
+	SetHeaders(h, e)
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("Pragma", "no-cache")
@@ -123,6 +121,19 @@ func WriteJSON(w http.ResponseWriter, e *Error) {
 	}
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(body{Error: e.Code, ErrorDescription: e.Description})
+}
+
+// SetHeaders sets the WWW-Authenticate and DPoP-Nonce headers e calls for.
+func SetHeaders(h http.Header, e *Error) {
+	switch {
+	case e.WWWAuthenticate != "":
+		h.Set("WWW-Authenticate", e.WWWAuthenticate)
+	case e.Challenge != "":
+		h.Set("WWW-Authenticate", Challenge(e.Challenge, "", e))
+	}
+	if e.Nonce != "" {
+		h.Set("DPoP-Nonce", e.Nonce)
+	}
 }
 
 // Challenge builds a WWW-Authenticate value (RFC 6750 section 3, RFC 9449
