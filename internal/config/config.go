@@ -124,7 +124,7 @@ func Default() Config {
 				Window:     60 * time.Second,
 			},
 		},
-		Keys:    Keys{RotateEvery: 30 * 24 * time.Hour, PublishLead: 10 * time.Minute},
+		Keys:    Keys{RotateEvery: 30 * 24 * time.Hour, PublishLead: time.Hour},
 		Clients: Clients{MaxLifetime: 90 * 24 * time.Hour},
 	}
 }
@@ -289,8 +289,10 @@ func (c *Config) Validate() error {
 	if c.Keys.RotateEvery < time.Hour {
 		bad("keys.rotate_every", "must be at least 1h, not %s", c.Keys.RotateEvery)
 	}
-	if c.Keys.PublishLead < 0 || c.Keys.PublishLead >= c.Keys.RotateEvery {
-		bad("keys.publish_lead", "must be between 0 and keys.rotate_every, not %s", c.Keys.PublishLead)
+	// 15m is how long verifiers may cache the JWK Set (keys.JWKSCacheMaxAge):
+	// a key must be published at least that long before it signs.
+	if c.Keys.PublishLead < 15*time.Minute || c.Keys.PublishLead >= c.Keys.RotateEvery {
+		bad("keys.publish_lead", "must be at least 15m (the JWK Set cache age) and less than keys.rotate_every, not %s", c.Keys.PublishLead)
 	}
 	if c.Clients.MaxLifetime < time.Hour {
 		bad("clients.max_lifetime", "must be at least 1h, not %s", c.Clients.MaxLifetime)

@@ -1,0 +1,300 @@
+// Package adminapi is the admin HTTP API over the inventory and the key
+// ring: register, list, show, suspend, resume and revoke machine identities,
+// read the admin audit log, and rotate signing keys. Registration uses the
+// metadata names of OAuth Dynamic Client Registration (RFC 7591/7592).
+//
+// It accepts no static password: every call carries a DPoP- or
+// certificate-bound access token with the keybound:admin scope, checked by
+// package protect. Every error is an RFC 9457 problem.
+package adminapi
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/identity"
+	"github.com/keybound/keybound/internal/inventory"
+	"github.com/keybound/keybound/internal/oauth"
+	"github.com/keybound/keybound/internal/problem"
+	"github.com/keybound/keybound/internal/protect"
+	"github.com/keybound/keybound/internal/store"
+	"github.com/keybound/keybound/internal/web"
+)
+
+// Prefix is the path prefix of every admin endpoint.
+const Prefix = "/admin/v1"
+
+// Scope is the scope every admin call needs.
+const Scope = "keybound:admin"
+
+// MaxListLimit bounds one page of a listing.
+const MaxListLimit = 1000
+
+// Inventory is the lifecycle service the API drives.
+type Inventory interface {
+	Create(ctx context.Context, actor string, reg inventory.Registration) (*inventory.Created, error)
+	Get(ctx context.Context, id string) (*identity.Client, error)
+	List(ctx context.Context, f store.ClientFilter) ([]*identity.Client, error)
+	Suspend(ctx context.Context, actor, id, reason string) (*identity.Client, error)
+	Resume(ctx context.Context, actor, id, reason string) (*identity.Client, error)
+	Revoke(ctx context.Context, actor, id, reason string) (*identity.Client, error)
+}
+
+// EventLog reads and appends the admin audit log.
+type EventLog interface {
+	ListAdminEvents(ctx context.Context, target string, limit int) ([]store.AdminEvent, error)
+	AppendAdminEvent(ctx context.Context, ev store.AdminEvent) error
+}
+
+// KeyRotator rotates the signing key ring.
+type KeyRotator interface {
+	Rotate(ctx context.Context) (string, error)
+}
+
+// API serves the admin endpoints.
+type API struct {
+	Inventory Inventory
+	Events    EventLog
+	Keys      KeyRotator
+	Auth      *protect.Checker
+	// BaseURL is the public base of this listener (the issuer), used to
+	// rebuild the URL a client signed in its DPoP proof.
+	BaseURL string
+	Log     *slog.Logger
+	Now     func() time.Time
+}
+
+// handlerFunc returns an error that one place renders.
+type handlerFunc func(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error
+
+// Register adds the endpoints to mux.
+func (a *API) Register(mux *http.ServeMux) {
+	mux.Handle("POST "+Prefix+"/clients", a.wrap(a.createClient))
+	mux.Handle("GET "+Prefix+"/clients", a.wrap(a.listClients))
+	mux.Handle("GET "+Prefix+"/clients/{id}", a.wrap(a.getClient))
+	mux.Handle("POST "+Prefix+"/clients/{id}/suspend", a.wrap(a.changeStatus("suspend")))
+	mux.Handle("POST "+Prefix+"/clients/{id}/resume", a.wrap(a.changeStatus("resume")))
+	mux.Handle("POST "+Prefix+"/clients/{id}/revoke", a.wrap(a.changeStatus("revoke")))
+	mux.Handle("GET "+Prefix+"/events", a.wrap(a.listEvents))
+	mux.Handle("POST "+Prefix+"/keys/rotate", a.wrap(a.rotateKeys))
+}
+
+func (a *API) wrap(h handlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		caller, err := a.Auth.Check(r, a.BaseURL+r.URL.Path)
+		if err == nil {
+			err = a.Auth.RequireScope(caller, Scope)
+		}
+		if err == nil {
+			err = h(w, r, caller)
+		}
+		if err != nil {
+			a.render(w, r, err)
+		}
+	})
+}
+
+// render writes err as a problem, with OAuth challenge headers for
+// authentication failures. Internal causes are logged, never sent.
+func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
+	var (
+		oe *oauth.Error
+		ve *inventory.ValidationError
+		pd *problem.Details
+	)
+	switch {
+	case errors.As(err, &oe):
+		oauth.SetHeaders(w.Header(), oe)
+		title := "Unauthorized"
+		if oe.Status == http.StatusForbidden {
+			title = "Forbidden"
+		}
+		desc := oe.Description
+		if oe.Code == "" {
+			desc = "this endpoint needs an access token with the " + Scope + " scope"
+		}
+		pd = problem.New(oe.Status, strings.ReplaceAll(orDefault(oe.Code, "unauthorized"), "_", "-"), title, desc)
+		pd.Code = oe.Code
+	case errors.As(err, &ve):
+		pd = problem.New(http.StatusBadRequest, "invalid-client-metadata", "Invalid client registration", "fix the fields listed in errors and send the registration again")
+		pd.Code = "invalid_client_metadata"
+		for _, f := range ve.Fields {
+			pd.Errors = append(pd.Errors, problem.FieldError{Field: f.Field, Detail: f.Detail})
+		}
+	case errors.As(err, &pd):
+	case errors.Is(err, store.ErrNotFound):
+		pd = problem.New(http.StatusNotFound, "not-found", "Not found", "no client with that id is registered")
+	case errors.Is(err, inventory.ErrTransition):
+		pd = problem.New(http.StatusConflict, "invalid-transition", "Status change not allowed", strings.TrimPrefix(err.Error(), "inventory: status change not allowed: "))
+	case errors.Is(err, store.ErrStale):
+		pd = problem.New(http.StatusConflict, "conflict", "Concurrent change", "the client changed while this request ran; read it and try again")
+	default:
+		a.Log.LogAttrs(r.Context(), slog.LevelError, "admin request failed", slog.String(web.AttrRequestID, web.RequestID(r.Context())), slog.String("cause", err.Error()))
+		pd = problem.New(http.StatusInternalServerError, "internal", "Internal error", "the request failed; the request id is in X-Request-Id")
+	}
+	pd.Instance = r.URL.Path
+	problem.Write(w, pd)
+}
+
+func orDefault(s, d string) string {
+	if s == "" {
+		return d
+	}
+	return s
+}
+
+// MaxRequestBytes bounds an admin request body (a registration with a JWKS).
+const MaxRequestBytes = identity.MaxJWKSBytes + 16<<10
+
+// decode reads a JSON body strictly: unknown fields and trailing data are
+// errors that say what to fix.
+func decode(r *http.Request, v any) error {
+	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		return problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type", "send the body as application/json")
+	}
+	dec := json.NewDecoder(io.LimitReader(r.Body, MaxRequestBytes))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if web.IsBodyTooLarge(err) {
+			return problem.New(http.StatusRequestEntityTooLarge, "too-large", "Request too large", "the body is larger than the server accepts")
+		}
+		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body is not valid JSON for this endpoint: "+err.Error())
+	}
+	if dec.More() {
+		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body has data after the JSON object")
+	}
+	return nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	return json.NewEncoder(w).Encode(v)
+}
+
+func (a *API) createClient(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+	var reg inventory.Registration
+	if err := decode(r, &reg); err != nil {
+		return err
+	}
+	out, err := a.Inventory.Create(r.Context(), actor(caller), reg)
+	if err != nil {
+		return err
+	}
+	v := viewOf(out.Client)
+	v.ClientSecret = out.Secret
+	w.Header().Set("Location", Prefix+"/clients/"+out.Client.ID)
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func (a *API) listClients(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
+	q := r.URL.Query()
+	f := store.ClientFilter{Owner: q.Get("owner"), Environment: q.Get("environment"), Status: identity.Status(q.Get("status")), Limit: 100}
+	if f.Status != "" && f.Status != identity.StatusActive && f.Status != identity.StatusSuspended && f.Status != identity.StatusRevoked {
+		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "status must be active, suspended or revoked")
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxListLimit {
+			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "limit must be a number from 1 to "+strconv.Itoa(MaxListLimit))
+		}
+		f.Limit = n
+	}
+	cs, err := a.Inventory.List(r.Context(), f)
+	if err != nil {
+		return err
+	}
+	out := make([]ClientView, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, viewOf(c))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"clients": out})
+}
+
+func (a *API) getClient(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
+	c, err := a.Inventory.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, viewOf(c))
+}
+
+// statusChange is the optional body of suspend, resume and revoke.
+type statusChange struct {
+	Reason string `json:"reason"`
+}
+
+func (a *API) changeStatus(action string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+		var body statusChange
+		if r.ContentLength != 0 {
+			if err := decode(r, &body); err != nil {
+				return err
+			}
+		}
+		id := r.PathValue("id")
+		if id == caller.Claims.ClientID && action != "resume" {
+			return problem.New(http.StatusConflict, "self-lockout", "Refused", "an admin identity cannot "+action+" itself; use another admin identity")
+		}
+		var (
+			c   *identity.Client
+			err error
+		)
+		switch action {
+		case "suspend":
+			c, err = a.Inventory.Suspend(r.Context(), actor(caller), id, body.Reason)
+		case "resume":
+			c, err = a.Inventory.Resume(r.Context(), actor(caller), id, body.Reason)
+		default:
+			c, err = a.Inventory.Revoke(r.Context(), actor(caller), id, body.Reason)
+		}
+		if err != nil {
+			return err
+		}
+		return writeJSON(w, http.StatusOK, viewOf(c))
+	}
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
+	limit := 100
+	if l := r.URL.Query().Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxListLimit {
+			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "limit must be a number from 1 to "+strconv.Itoa(MaxListLimit))
+		}
+		limit = n
+	}
+	evs, err := a.Events.ListAdminEvents(r.Context(), r.URL.Query().Get("target"), limit)
+	if err != nil {
+		return err
+	}
+	if evs == nil {
+		evs = []store.AdminEvent{}
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"events": evs})
+}
+
+func (a *API) rotateKeys(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+	kid, err := a.Keys.Rotate(r.Context())
+	if err != nil {
+		return err
+	}
+	now := time.Now().UTC()
+	if a.Now != nil {
+		now = a.Now().UTC()
+	}
+	if err := a.Events.AppendAdminEvent(r.Context(), store.AdminEvent{Time: now, Actor: actor(caller), Action: "keys.rotate", Target: kid}); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
+}
+
+func actor(c *protect.Caller) string { return c.Claims.ClientID }

@@ -1,0 +1,68 @@
+package adminapi
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/identity"
+)
+
+// ClientView is a client as the admin API shows it: RFC 7591 section 3.2.1
+// response names plus keybound's governance fields. ClientSecret is set only
+// in the response to a registration, the one time it can be shown.
+type ClientView struct {
+	ClientID            string              `json:"client_id"`
+	ClientSecret        string              `json:"client_secret,omitempty"`
+	ClientIDIssuedAt    int64               `json:"client_id_issued_at"`
+	Name                string              `json:"client_name"`
+	Owner               string              `json:"owner"`
+	Purpose             string              `json:"purpose"`
+	Environment         string              `json:"environment"`
+	Vendor              string              `json:"vendor,omitempty"`
+	Status              identity.Status     `json:"status"`
+	ExpiresAt           time.Time           `json:"expires_at"`
+	UpdatedAt           time.Time           `json:"updated_at"`
+	Scope               string              `json:"scope"`
+	Audiences           []string            `json:"audiences,omitempty"`
+	GrantTypes          []string            `json:"grant_types"`
+	AuthMethod          identity.AuthMethod `json:"token_endpoint_auth_method"`
+	JWKS                json.RawMessage     `json:"jwks,omitempty"`
+	TLSSubjectDN        string              `json:"tls_client_auth_subject_dn,omitempty"`
+	TLSSANDNS           string              `json:"tls_client_auth_san_dns,omitempty"`
+	TLSSANURI           string              `json:"tls_client_auth_san_uri,omitempty"`
+	DPoPBound           bool                `json:"dpop_bound_access_tokens"`
+	MTLSBound           bool                `json:"tls_client_certificate_bound_access_tokens"`
+	AllowBearer         bool                `json:"allow_bearer"`
+	AccessTokenLifetime int64               `json:"access_token_lifetime,omitempty"`
+	// StaticSecret marks a legacy shared-secret credential for reports.
+	StaticSecret bool `json:"static_secret"`
+}
+
+func viewOf(c *identity.Client) ClientView {
+	return ClientView{
+		ClientID:            c.ID,
+		ClientIDIssuedAt:    c.CreatedAt.Unix(),
+		Name:                c.Name,
+		Owner:               c.Owner,
+		Purpose:             c.Purpose,
+		Environment:         c.Environment,
+		Vendor:              c.Vendor,
+		Status:              c.Status,
+		ExpiresAt:           c.ExpiresAt,
+		UpdatedAt:           c.UpdatedAt,
+		Scope:               strings.Join(c.Scopes, " "),
+		Audiences:           c.Audiences,
+		GrantTypes:          []string{"client_credentials"},
+		AuthMethod:          c.AuthMethod,
+		JWKS:                c.JWKS,
+		TLSSubjectDN:        c.TLSSubjectDN,
+		TLSSANDNS:           c.TLSSANDNS,
+		TLSSANURI:           c.TLSSANURI,
+		DPoPBound:           c.Binding == identity.BindingDPoP,
+		MTLSBound:           c.Binding == identity.BindingMTLS,
+		AllowBearer:         c.Binding == identity.BindingBearer,
+		AccessTokenLifetime: int64(c.TokenLifetime / time.Second),
+		StaticSecret:        c.AuthMethod.IsStaticSecret(),
+	}
+}

@@ -1,0 +1,375 @@
+// Package app is the composition root: it builds every component from a
+// validated config.Config, bootstraps the data directory on first start
+// (store, CA and server certificate, signing keys, admin identity), serves
+// the HTTPS listener, runs the background schedules, and shuts everything
+// down in order.
+//
+// It is the only package that chooses implementations; everything below it
+// receives its dependencies.
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/keybound/keybound/internal/accesstoken"
+	"github.com/keybound/keybound/internal/adminapi"
+	"github.com/keybound/keybound/internal/authserver"
+	"github.com/keybound/keybound/internal/ca"
+	"github.com/keybound/keybound/internal/clientauth"
+	"github.com/keybound/keybound/internal/config"
+	"github.com/keybound/keybound/internal/dpop"
+	"github.com/keybound/keybound/internal/inventory"
+	"github.com/keybound/keybound/internal/keys"
+	"github.com/keybound/keybound/internal/protect"
+	"github.com/keybound/keybound/internal/replay"
+	"github.com/keybound/keybound/internal/revocation"
+	"github.com/keybound/keybound/internal/store"
+	"github.com/keybound/keybound/internal/store/sqlite"
+	"github.com/keybound/keybound/internal/web"
+)
+
+// Schedules of the background loops.
+const (
+	keyTickEvery    = time.Minute
+	revocationSync  = time.Second
+	purgeEvery      = time.Hour
+	replayCacheSize = 1 << 20
+)
+
+// App is a built, not yet serving, keybound.
+type App struct {
+	cfg      config.Config
+	log      *slog.Logger
+	store    *sqlite.Store
+	ring     *keys.Ring
+	revoked  *revocation.View
+	handler  http.Handler
+	tlsConf  *tls.Config
+	ready    chan struct{}
+	listener net.Listener
+	// AdminFile is the path of the CLI's admin identity descriptor.
+	AdminFile string
+	// CAFile is the path of the CA certificate clients trust.
+	CAFile string
+}
+
+// Option adjusts how New builds the app.
+type Option func(*App)
+
+// WithListener serves on l instead of opening server.addr; tests pass a
+// listener on port 0 and set server.addr to its address.
+func WithListener(l net.Listener) Option { return func(a *App) { a.listener = l } }
+
+// New builds the app from cfg. It creates the data directory and everything
+// in it on first start.
+func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Option) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("app: data dir: %w", err)
+	}
+	if err := os.Chmod(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("app: data dir: %w", err)
+	}
+	now := time.Now()
+	issuer := cfg.IssuerURL()
+
+	st, err := sqlite.Open(ctx, filepath.Join(cfg.DataDir, "keybound.db"))
+	if err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, store: st, ready: make(chan struct{})}
+	for _, o := range opts {
+		o(a)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			st.Close()
+		}
+	}()
+
+	tlsDir := filepath.Join(cfg.DataDir, "tls")
+	authority, err := ca.LoadOrCreate(tlsDir, now)
+	if err != nil {
+		return nil, err
+	}
+	a.CAFile = filepath.Join(tlsDir, ca.CACertFile)
+	var cert tls.Certificate
+	if cfg.Server.CertFile != "" {
+		cert, err = tls.LoadX509KeyPair(cfg.Server.CertFile, cfg.Server.KeyFile)
+	} else {
+		cert, err = authority.ServerCertificate(tlsDir, serverNames(cfg.Server.Addr, issuer), now)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("app: server certificate: %w", err)
+	}
+	clientCAs := authority.Pool()
+	if cfg.Server.ClientCAFile != "" {
+		b, err := os.ReadFile(cfg.Server.ClientCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: server.client_ca_file: %w", err)
+		}
+		if !clientCAs.AppendCertsFromPEM(b) {
+			return nil, fmt.Errorf("app: server.client_ca_file %s holds no PEM certificate", cfg.Server.ClientCAFile)
+		}
+	}
+	a.tlsConf = &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		// Request, do not verify: self_signed_tls_client_auth certificates
+		// must reach clientauth, which verifies tls_client_auth chains itself.
+		ClientAuth: tls.RequestClientCert,
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+
+	a.ring, err = keys.Open(ctx, st, keys.Config{
+		PublishLead:      cfg.Keys.PublishLead,
+		RotateEvery:      cfg.Keys.RotateEvery,
+		MaxTokenLifetime: cfg.Tokens.MaxLifetime,
+	})
+	if err != nil {
+		return nil, err
+	}
+
+	a.revoked = revocation.New(st, nil)
+	if err := a.revoked.Sync(ctx); err != nil {
+		return nil, err
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	replays := replay.New(replayCacheSize, nil)
+	var nonces *dpop.Nonces
+	if cfg.Tokens.DPoP.RequireNonce {
+		nonces, err = dpop.NewNonces(nil, time.Minute, nil)
+		if err != nil {
+			return nil, err
+		}
+	}
+	proofs := &dpop.Verifier{Algorithms: cfg.Tokens.DPoP.Algorithms, Replay: replays, Window: cfg.Tokens.DPoP.Window}
+	if nonces != nil {
+		proofs.Nonce = nonces
+	}
+	tokens := &accesstoken.Verifier{Keys: a.ring, Issuer: issuer, Leeway: 30 * time.Second}
+
+	srv := &authserver.Server{
+		Settings: authserver.Settings{
+			Issuer:               issuer,
+			DefaultLifetime:      cfg.Tokens.DefaultLifetime,
+			MaxLifetime:          cfg.Tokens.MaxLifetime,
+			DPoPAlgorithms:       cfg.Tokens.DPoP.Algorithms,
+			AssertionAlgorithms:  clientauth.DefaultAlgorithms,
+			StaticSecretsAllowed: cfg.Tokens.AllowStaticSecrets,
+		},
+		Auth: &clientauth.Authenticator{
+			Clients:              st,
+			NotFound:             errNotFound,
+			Replay:               assertionReplay{replays},
+			Audiences:            []string{issuer, issuer + authserver.PathToken, issuer + authserver.PathIntrospect, issuer + authserver.PathRevoke},
+			MaxAssertionLifetime: cfg.Tokens.AssertionMaxLifetime,
+			ClientCAs:            clientCAs,
+			AllowStaticSecrets:   cfg.Tokens.AllowStaticSecrets,
+		},
+		Proofs:      proofs,
+		Keys:        a.ring,
+		Tokens:      tokens,
+		Revocations: a.revoked,
+		Clients:     st,
+		Metrics:     authserver.NewMetrics(reg),
+		Log:         log,
+	}
+	if nonces != nil {
+		srv.Nonces = nonces
+	}
+
+	inv := &inventory.Service{Store: st, Policy: inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime}}
+	checker := &protect.Checker{
+		Tokens: tokens, Proofs: proofs, Revoked: a.revoked.Revoked, Clients: st,
+		Audience: issuer, Realm: "keybound-admin", DPoPAlgorithms: cfg.Tokens.DPoP.Algorithms,
+	}
+	if nonces != nil {
+		checker.Nonces = nonces
+	}
+	admin := &adminapi.API{Inventory: inv, Events: st, Keys: a.ring, Auth: checker, BaseURL: issuer, Log: log}
+
+	a.AdminFile, err = ensureAdmin(ctx, inv, st, cfg, issuer, log)
+	if err != nil {
+		return nil, err
+	}
+
+	mux := http.NewServeMux()
+	srv.Register(mux)
+	admin.Register(mux)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", a.handleReady)
+	if cfg.Server.Metrics {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"type":"urn:keybound:problem:not-found","title":"Not found","status":404}`, http.StatusNotFound)
+	})
+	a.handler = web.Middleware(mux, cfg.Server.MaxBodyBytes, log)
+	ok = true
+	return a, nil
+}
+
+// handleReady reports ready once the listener is serving and the store
+// answers.
+func (a *App) handleReady(w http.ResponseWriter, r *http.Request) {
+	select {
+	case <-a.ready:
+	default:
+		http.Error(w, "starting\n", http.StatusServiceUnavailable)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := a.store.ListClients(ctx, store.ClientFilter{Limit: 1}); err != nil {
+		http.Error(w, "store unavailable\n", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ready\n"))
+}
+
+// Listen opens the HTTPS listener, so callers learn the bound address (port
+// 0 in tests) before Serve.
+func (a *App) Listen() (net.Addr, error) {
+	l, err := web.Listen(a.cfg.Server.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("app: listen on server.addr %s: %w", a.cfg.Server.Addr, err)
+	}
+	a.listener = l
+	return l.Addr(), nil
+}
+
+// Serve runs until ctx is done, then stops accepting, lets in-flight
+// requests finish (up to server.shutdown_timeout) and closes the store.
+func (a *App) Serve(ctx context.Context) error {
+	if a.listener == nil {
+		if _, err := a.Listen(); err != nil {
+			a.store.Close()
+			return err
+		}
+	}
+	hs := web.NewServer(a.handler, a.tlsConf, a.cfg.Server.MaxHeaderBytes, a.log)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.ServeTLS(a.listener, "", "") }()
+	close(a.ready)
+	a.log.Info("keybound serving",
+		"issuer", a.cfg.IssuerURL(), "addr", a.listener.Addr().String(),
+		"ca_cert", a.CAFile, "admin", a.AdminFile, "data_dir", a.cfg.DataDir)
+
+	bg, stopBG := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); a.background(bg) }()
+
+	var serveErr error
+	select {
+	case <-ctx.Done():
+	case serveErr = <-errc:
+	}
+	a.log.Info("shutting down", "grace", a.cfg.Server.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Server.ShutdownTimeout)
+	defer cancel()
+	shutErr := hs.Shutdown(sctx)
+	stopBG()
+	<-done
+	closeErr := a.store.Close()
+	if errors.Is(serveErr, http.ErrServerClosed) {
+		serveErr = nil
+	}
+	return errors.Join(serveErr, shutErr, closeErr)
+}
+
+// background runs the key schedule, revocation sync and purge.
+func (a *App) background(ctx context.Context) {
+	keyT := time.NewTicker(keyTickEvery)
+	revT := time.NewTicker(revocationSync)
+	purgeT := time.NewTicker(purgeEvery)
+	defer keyT.Stop()
+	defer revT.Stop()
+	defer purgeT.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-keyT.C:
+			if err := a.ring.Tick(ctx); err != nil {
+				a.log.Error("key ring schedule failed", "error", err)
+			}
+		case <-revT.C:
+			if err := a.revoked.Sync(ctx); err != nil {
+				a.log.Error("revocation sync failed", "error", err)
+			}
+		case <-purgeT.C:
+			if n, err := a.store.PurgeExpired(ctx, time.Now()); err != nil {
+				a.log.Error("purge of expired revocations failed", "error", err)
+			} else if n > 0 {
+				a.log.Info("purged expired revocations", "count", n)
+			}
+		}
+	}
+}
+
+// serverNames lists the names the generated server certificate covers.
+func serverNames(addr, issuer string) []string {
+	names := []string{"localhost", "127.0.0.1", "::1"}
+	add := func(h string) {
+		if h == "" || h == "0.0.0.0" || h == "::" {
+			return
+		}
+		for _, n := range names {
+			if strings.EqualFold(n, h) {
+				return
+			}
+		}
+		names = append(names, h)
+	}
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		add(h)
+	}
+	if u, err := url.Parse(issuer); err == nil {
+		add(u.Hostname())
+	}
+	return names
+}
+
+// CAPool reads the CA certificate a CLI or test should trust.
+func CAPool(caFile string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, err
+	}
+	p := x509.NewCertPool()
+	if !p.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	}
+	return p, nil
+}
+
+// assertionReplay keys private_key_jwt assertion ids by client in the shared
+// replay cache; the prefix keeps them apart from DPoP proof ids.
+type assertionReplay struct{ c *replay.Cache }
+
+func (a assertionReplay) Claim(_ context.Context, clientID, jti string, until time.Time) (bool, error) {
+	return a.c.Claim("assertion\x00"+clientID+"\x00"+jti, until), nil
+}

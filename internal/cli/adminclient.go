@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/adminapi"
+	"github.com/keybound/keybound/internal/app"
+	"github.com/keybound/keybound/internal/problem"
+	"github.com/keybound/keybound/sdk"
+)
+
+// maxResponseBytes bounds what the CLI reads from the admin API.
+const maxResponseBytes = 8 << 20
+
+// adminAPI calls the admin API as the data directory's admin identity.
+type adminAPI struct {
+	hc   *http.Client
+	base string
+}
+
+func newAdminAPI(ctx context.Context, g *globals) (*adminAPI, error) {
+	d, err := app.LoadAdmin(g.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	key, err := sdk.LoadPrivateKey(d.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("admin key: %w", err)
+	}
+	pool, err := app.CAPool(d.CAFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA certificate: %w", err)
+	}
+	base := &http.Client{
+		Timeout:   30 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}},
+	}
+	cfg := &sdk.Config{
+		TokenURL:   d.TokenEndpoint,
+		ClientID:   d.ClientID,
+		Key:        key,
+		KeyID:      d.KeyID,
+		Scopes:     []string{adminapi.Scope},
+		DPoP:       true,
+		HTTPClient: base,
+	}
+	hc := cfg.Client(ctx)
+	hc.Timeout = 30 * time.Second
+	return &adminAPI{hc: hc, base: d.Issuer + adminapi.Prefix}, nil
+}
+
+// call sends a JSON request and decodes a JSON response into out. Problems
+// come back as one readable error.
+func (a *adminAPI) call(ctx context.Context, method, path string, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
+	if err != nil {
+		return err
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := a.hc.Do(req)
+	if err != nil {
+		var se *sdk.Error
+		if errors.As(err, &se) {
+			return fmt.Errorf("the admin identity could not get a token: %s: %s", se.Code, se.Description)
+		}
+		return fmt.Errorf("cannot reach keybound at %s (is `keybound serve` running?): %w", a.base, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode >= 300 {
+		var p problem.Details
+		if json.Unmarshal(b, &p) != nil || p.Title == "" {
+			return fmt.Errorf("admin API answered %s", resp.Status)
+		}
+		msg := p.Title
+		if p.Detail != "" {
+			msg += ": " + p.Detail
+		}
+		var fields []string
+		for _, f := range p.Errors {
+			fields = append(fields, f.Field+" "+f.Detail)
+		}
+		if len(fields) > 0 {
+			msg += " (" + strings.Join(fields, "; ") + ")"
+		}
+		return errors.New(msg)
+	}
+	if out == nil {
+		return nil
+	}
+	return json.Unmarshal(b, out)
+}

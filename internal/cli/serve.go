@@ -1,0 +1,78 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/keybound/keybound/internal/app"
+	"github.com/keybound/keybound/internal/config"
+)
+
+func newServeCmd(g *globals) *cobra.Command {
+	var file, addr, gwAddr, level, format string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the token service and admin API (HTTPS)",
+		Long: `Run keybound. On first start it creates the data directory (0700) with an
+embedded SQLite store, a local CA (tls/ca.pem, for curl --cacert), a server
+certificate, signing keys and an admin identity for the CLI.
+
+Settings come from defaults, then --config FILE (YAML), then KEYBOUND_*
+environment variables, then flags.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg := config.Default()
+			if file != "" {
+				if err := cfg.LoadFile(file); err != nil {
+					return err
+				}
+			}
+			if err := cfg.LoadEnv(os.LookupEnv); err != nil {
+				return err
+			}
+			fl := cmd.Flags()
+			if fl.Changed("data-dir") || os.Getenv("KEYBOUND_DATA_DIR") == "" && file == "" {
+				cfg.DataDir = g.dataDir
+			}
+			if fl.Changed("addr") {
+				cfg.Server.Addr = addr
+			}
+			if fl.Changed("gateway-addr") {
+				cfg.Gateway.Addr = gwAddr
+			}
+			if fl.Changed("log-level") {
+				cfg.Log.Level = level
+			}
+			if fl.Changed("log-format") {
+				cfg.Log.Format = format
+			}
+			if err := cfg.Validate(); err != nil {
+				return err
+			}
+			log := newLogger(g, cfg.Log)
+			a, err := app.New(cmd.Context(), cfg, log)
+			if err != nil {
+				return err
+			}
+			return a.Serve(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVar(&file, "config", "", "YAML configuration file")
+	cmd.Flags().StringVar(&addr, "addr", "", "HOST:PORT of the token service and admin API (default 127.0.0.1:8443)")
+	cmd.Flags().StringVar(&gwAddr, "gateway-addr", "", "HOST:PORT of the gateway")
+	cmd.Flags().StringVar(&level, "log-level", "", "debug, info, warn or error")
+	cmd.Flags().StringVar(&format, "log-format", "", "text or json")
+	return cmd
+}
+
+func newLogger(g *globals, c config.Log) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(g.stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(g.stderr, opts))
+}

@@ -1,0 +1,209 @@
+// Package protect checks that a request to a protected resource carries a
+// valid access token and, on that very request, proves possession of the key
+// or certificate the token is bound to (RFC 6750, RFC 9449 section 7,
+// RFC 8705 section 3). The admin API uses it today; the gateway builds on
+// the same steps.
+//
+// It fails closed: every doubt is a refusal carrying the RFC 6750/9449
+// error code and WWW-Authenticate challenge. It does not decide scopes
+// beyond RequireScope, and never logs a token.
+package protect
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/accesstoken"
+	"github.com/keybound/keybound/internal/dpop"
+	"github.com/keybound/keybound/internal/identity"
+	"github.com/keybound/keybound/internal/oauth"
+)
+
+// MaxAuthorizationBytes bounds the Authorization header; tokens we issue are
+// well under 2 KiB.
+const MaxAuthorizationBytes = 8 << 10
+
+// TokenVerifier verifies an access token's signature and registered claims.
+type TokenVerifier interface {
+	Verify(token string) (*accesstoken.Claims, error)
+}
+
+// ProofVerifier checks a DPoP proof.
+type ProofVerifier interface {
+	Verify(proof string, r dpop.Request) (*dpop.Proof, error)
+}
+
+// ClientLookup returns a client's current registration.
+type ClientLookup interface {
+	GetClient(ctx context.Context, id string) (*identity.Client, error)
+}
+
+// Checker is the protected-resource check. All fields but Nonces and Now are
+// required.
+type Checker struct {
+	Tokens  TokenVerifier
+	Proofs  ProofVerifier
+	Revoked func(jti string) bool
+	Clients ClientLookup
+	// Audience, when set, must appear in the token's aud.
+	Audience string
+	// Realm is sent in challenges.
+	Realm string
+	// DPoPAlgorithms are advertised in DPoP challenges (RFC 9449 section 7.1).
+	DPoPAlgorithms []string
+	// Nonces, when set, supplies the DPoP-Nonce sent with use_dpop_nonce.
+	Nonces interface{ Current() string }
+	Now    func() time.Time
+}
+
+// Caller is who made an accepted request.
+type Caller struct {
+	Claims *accesstoken.Claims
+	Client *identity.Client
+	// Binding is dpop, mtls or bearer.
+	Binding string
+}
+
+// Check verifies r against url, the absolute URL the client called (the DPoP
+// htu). It returns the caller or an *oauth.Error ready to render.
+func (c *Checker) Check(r *http.Request, url string) (*Caller, error) {
+	authz := r.Header.Values("Authorization")
+	if len(authz) == 0 {
+		return nil, c.challenge("Bearer", nil)
+	}
+	if len(authz) > 1 || len(authz[0]) > MaxAuthorizationBytes {
+		return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidRequest, "send one Authorization header with one access token"))
+	}
+	scheme, tok, _ := strings.Cut(authz[0], " ")
+	tok = strings.TrimSpace(tok)
+	isDPoP := strings.EqualFold(scheme, "DPoP")
+	if !isDPoP && !strings.EqualFold(scheme, "Bearer") || tok == "" {
+		return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidRequest, "use Authorization: DPoP <token> or Bearer <token>"))
+	}
+	sch := "Bearer"
+	if isDPoP {
+		sch = "DPoP"
+	}
+	claims, err := c.Tokens.Verify(tok)
+	if err != nil {
+		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, strings.TrimPrefix(err.Error(), "accesstoken: "), err))
+	}
+	if c.Audience != "" && !slices.Contains(claims.Audience, c.Audience) {
+		return nil, c.challenge(sch, oauth.New(oauth.CodeInvalidToken, "the token's audience does not include "+c.Audience+"; request a token with resource="+c.Audience))
+	}
+	if c.Revoked(claims.JTI) {
+		return nil, c.challenge(sch, oauth.New(oauth.CodeInvalidToken, "the token has been revoked"))
+	}
+
+	caller := &Caller{Claims: claims, Binding: "bearer"}
+	cnf := claims.Confirmation
+	switch {
+	case cnf != nil && cnf.JKT != "":
+		if !isDPoP {
+			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidToken, "this token is DPoP-bound; send it as Authorization: DPoP with a DPoP proof"))
+		}
+		proofs := r.Header.Values("DPoP")
+		if len(proofs) != 1 {
+			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidDPoPProof, "send exactly one DPoP proof header"))
+		}
+		p, err := c.Proofs.Verify(proofs[0], dpop.Request{Method: r.Method, URL: url, AccessToken: tok})
+		if err != nil {
+			if errors.Is(err, dpop.ErrUseNonce) {
+				e := oauth.Wrap(oauth.CodeUseDPoPNonce, "retry with the nonce in the DPoP-Nonce header", err)
+				if c.Nonces != nil {
+					e.Nonce = c.Nonces.Current()
+				}
+				return nil, c.challenge("DPoP", e)
+			}
+			return nil, c.challenge("DPoP", oauth.Wrap(oauth.CodeInvalidDPoPProof, strings.TrimPrefix(err.Error(), "dpop: "), err))
+		}
+		if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(cnf.JKT)) != 1 {
+			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidDPoPProof, "the proof is signed by a key other than the one the token is bound to"))
+		}
+		caller.Binding = "dpop"
+	case cnf != nil && cnf.X5TS256 != "":
+		if isDPoP {
+			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "this token is certificate-bound; send it as Authorization: Bearer over mTLS"))
+		}
+		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "this token is certificate-bound; present the client certificate it was issued to"))
+		}
+		sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+		got := base64.RawURLEncoding.EncodeToString(sum[:])
+		if subtle.ConstantTimeCompare([]byte(got), []byte(cnf.X5TS256)) != 1 {
+			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "the client certificate on this connection is not the one the token is bound to"))
+		}
+		caller.Binding = "mtls"
+	default:
+		if isDPoP {
+			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidToken, "this token is not DPoP-bound; send it as Bearer"))
+		}
+	}
+
+	cl, err := c.Clients.GetClient(r.Context(), claims.ClientID)
+	if err != nil {
+		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is not registered", err))
+	}
+	now := time.Now()
+	if c.Now != nil {
+		now = c.Now()
+	}
+	if err := cl.Usable(now); err != nil {
+		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is "+usableWord(err), err))
+	}
+	caller.Client = cl
+	return caller, nil
+}
+
+// RequireScope refuses a caller lacking any of scopes (RFC 6750 section 3.1).
+func (c *Checker) RequireScope(caller *Caller, scopes ...string) error {
+	for _, s := range scopes {
+		if !slices.Contains(caller.Claims.Scope, s) {
+			sch := "Bearer"
+			if caller.Binding == "dpop" {
+				sch = "DPoP"
+			}
+			e := c.challenge(sch, oauth.New(oauth.CodeInsufficientScope, "this endpoint needs the "+s+" scope"))
+			e.Status = http.StatusForbidden
+			return e
+		}
+	}
+	return nil
+}
+
+func usableWord(err error) string {
+	switch {
+	case errors.Is(err, identity.ErrSuspended):
+		return "suspended"
+	case errors.Is(err, identity.ErrRevoked):
+		return "revoked"
+	case errors.Is(err, identity.ErrExpired):
+		return "expired"
+	}
+	return "not usable"
+}
+
+// challenge attaches a WWW-Authenticate header to e (RFC 6750 section 3,
+// RFC 9449 section 7.1). A nil e is a request with no credentials, which
+// RFC 6750 says gets a challenge without an error code.
+func (c *Checker) challenge(scheme string, e *oauth.Error) *oauth.Error {
+	if e == nil {
+		e = &oauth.Error{Status: http.StatusUnauthorized}
+	}
+	if e.Status == 0 || e.Status == http.StatusBadRequest && e.Code != oauth.CodeInvalidRequest {
+		e.Status = http.StatusUnauthorized
+	}
+	var params []string
+	if scheme == "DPoP" && len(c.DPoPAlgorithms) > 0 {
+		params = []string{"algs", strings.Join(c.DPoPAlgorithms, " ")}
+	}
+	e.WWWAuthenticate = oauth.Challenge(scheme, c.Realm, e, params...)
+	return e
+}

@@ -1,0 +1,157 @@
+// Package replay remembers single-use keys until they expire, so that a DPoP
+// proof jti or a private_key_jwt assertion jti is accepted once only.
+//
+// It decides nothing about tokens: callers check signatures and lifetimes
+// first and ask Claim last, so a rejected request leaves no entry behind. It
+// holds keys in memory on one node; it must not be used where several nodes
+// share a replay window (that needs a shared backend behind the same method).
+package replay
+
+import (
+	"hash/maphash"
+	"sync"
+	"time"
+)
+
+// DefaultMaxEntries is the bound New uses when given maxEntries <= 0. A
+// gateway verifying 10,000 proofs a second with a 60 second window holds
+// 600,000 live keys; at about 150 bytes per entry (a 43-byte thumbprint, a
+// jti and map overhead) 1<<20 entries cost roughly 150 MiB at most.
+const DefaultMaxEntries = 1 << 20
+
+// numShards splits the key space so that 64 concurrent callers rarely wait on
+// the same mutex. A power of two, so the shard index is a mask.
+const numShards = 64
+
+// evictProbes is how many entries an insert inspects for expiry. Probing a
+// few on every insert keeps stale entries from piling up between the full
+// sweeps that a full shard triggers, at a constant cost per call.
+const evictProbes = 2
+
+// Cache remembers keys until their expiry. Safe for concurrent use.
+//
+// The bound is enforced per shard (maxEntries/64, rounded up): when a key's
+// shard is full of unexpired entries Claim returns false, failing closed
+// rather than forgetting a key that may still be replayed. The zero value is
+// not usable; call New.
+type Cache struct {
+	now    func() time.Time
+	seed   maphash.Seed
+	shards [numShards]shard
+}
+
+type shard struct {
+	mu sync.Mutex
+	m  map[string]int64 // key -> expiry, Unix nanoseconds
+	// minExp is a lower bound on the expiries in m. While now <= minExp no
+	// entry can be expired, so a full shard refuses without sweeping; this
+	// keeps a flood of fresh keys from costing a full sweep per call.
+	minExp int64
+	limit  int
+	_      [128 - 32]byte // keep each mutex on its own cache lines (size checked in a test)
+}
+
+// New returns a cache that holds at most about maxEntries keys (see Cache).
+// maxEntries <= 0 means DefaultMaxEntries; now nil means time.Now.
+func New(maxEntries int, now func() time.Time) *Cache {
+	if maxEntries <= 0 {
+		maxEntries = DefaultMaxEntries
+	}
+	if now == nil {
+		now = time.Now
+	}
+	limit := (maxEntries + numShards - 1) / numShards
+	c := &Cache{now: now, seed: maphash.MakeSeed()}
+	for i := range c.shards {
+		c.shards[i].m = make(map[string]int64)
+		c.shards[i].limit = limit
+	}
+	return c
+}
+
+// Claim records key until exp and reports true if it was not already held
+// (i.e. first use). It returns false for a replay, false when exp has already
+// passed (such a key belongs to a token that is no longer valid, and holding
+// nothing for it would let it be claimed again and again), and false (fail
+// closed) when the key's shard is full of unexpired entries.
+//
+// A key is held while now <= exp; once now > exp it may be claimed again.
+func (c *Cache) Claim(key string, exp time.Time) bool {
+	now := c.now().UnixNano()
+	e := exp.UnixNano()
+	if e < now {
+		return false
+	}
+	s := &c.shards[maphash.String(c.seed, key)&(numShards-1)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.m[key]; ok {
+		if old >= now {
+			return false
+		}
+		s.m[key] = e
+		s.noteExp(e)
+		return true
+	}
+	s.probe(now)
+	if len(s.m) >= s.limit {
+		if now <= s.minExp || s.sweep(now) >= s.limit {
+			return false
+		}
+	}
+	s.m[key] = e
+	s.noteExp(e)
+	return true
+}
+
+// Len reports the number of keys held, including expired keys not yet
+// evicted.
+func (c *Cache) Len() int {
+	n := 0
+	for i := range c.shards {
+		s := &c.shards[i]
+		s.mu.Lock()
+		n += len(s.m)
+		s.mu.Unlock()
+	}
+	return n
+}
+
+func (s *shard) noteExp(e int64) {
+	if len(s.m) == 1 || e < s.minExp {
+		s.minExp = e
+	}
+}
+
+// probe deletes expired entries among the first evictProbes that map
+// iteration yields; Go randomises the starting point, so over many calls
+// every entry is inspected.
+func (s *shard) probe(now int64) {
+	i := 0
+	for k, e := range s.m {
+		if e < now {
+			delete(s.m, k)
+		}
+		if i++; i == evictProbes {
+			return
+		}
+	}
+}
+
+// sweep deletes every expired entry, sets minExp to the exact minimum of
+// those left and returns how many are left.
+func (s *shard) sweep(now int64) int {
+	minExp := int64(0)
+	first := true
+	for k, e := range s.m {
+		if e < now {
+			delete(s.m, k)
+			continue
+		}
+		if first || e < minExp {
+			minExp, first = e, false
+		}
+	}
+	s.minExp = minExp
+	return len(s.m)
+}

@@ -1,0 +1,237 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/identity"
+	"github.com/keybound/keybound/internal/store"
+)
+
+// clientColumns is the column list shared by every client SELECT, in the
+// order scanClient reads them.
+const clientColumns = `id, name, owner, purpose, environment, vendor, status,
+	created_at, updated_at, expires_at, scopes, audiences, auth_method, jwks,
+	tls_subject_dn, tls_san_uri, tls_san_dns, secret_salt, secret_hash,
+	binding, token_lifetime`
+
+const getClientSQL = `SELECT ` + clientColumns + ` FROM clients WHERE id = ?`
+
+// clientArgs returns the column values of c, id last, in the order of
+// clientColumns minus id: the shape both INSERT and UPDATE take.
+func clientArgs(c *identity.Client) ([]any, error) {
+	created, err := encodeTime("created_at", c.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	updated, err := encodeTime("updated_at", c.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	expires, err := encodeTime("expires_at", c.ExpiresAt)
+	if err != nil {
+		return nil, err
+	}
+	scopes, err := encodeStrings(c.Scopes)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encode scopes: %w", err)
+	}
+	audiences, err := encodeStrings(c.Audiences)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encode audiences: %w", err)
+	}
+	var salt, hash any
+	if c.Secret != nil {
+		if len(c.Secret.Salt) == 0 || len(c.Secret.Hash) == 0 {
+			// A half-empty hash could never verify; storing it would hide
+			// the caller's bug until the client failed to authenticate.
+			return nil, errors.New("sqlite: client secret hash has an empty salt or hash")
+		}
+		salt, hash = c.Secret.Salt, c.Secret.Hash
+	}
+	return []any{
+		c.Name, c.Owner, c.Purpose, c.Environment, c.Vendor, string(c.Status),
+		created, updated, expires, scopes, audiences, string(c.AuthMethod), nilIfEmpty(c.JWKS),
+		c.TLSSubjectDN, c.TLSSANURI, c.TLSSANDNS, salt, hash,
+		string(c.Binding), int64(c.TokenLifetime),
+		c.ID,
+	}, nil
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface{ Scan(dest ...any) error }
+
+func scanClient(r scanner) (*identity.Client, error) {
+	var (
+		c                         identity.Client
+		status, authMethod, bind  string
+		created, updated, expires sql.NullInt64
+		scopes, audiences         string
+		jwks, salt, hash          []byte
+		lifetime                  int64
+	)
+	if err := r.Scan(&c.ID, &c.Name, &c.Owner, &c.Purpose, &c.Environment, &c.Vendor, &status,
+		&created, &updated, &expires, &scopes, &audiences, &authMethod, &jwks,
+		&c.TLSSubjectDN, &c.TLSSANURI, &c.TLSSANDNS, &salt, &hash,
+		&bind, &lifetime); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.Scopes, err = decodeStrings("scopes", scopes); err != nil {
+		return nil, err
+	}
+	if c.Audiences, err = decodeStrings("audiences", audiences); err != nil {
+		return nil, err
+	}
+	c.Status = identity.Status(status)
+	c.AuthMethod = identity.AuthMethod(authMethod)
+	c.Binding = identity.Binding(bind)
+	c.CreatedAt, c.UpdatedAt, c.ExpiresAt = decodeTime(created), decodeTime(updated), decodeTime(expires)
+	if len(jwks) > 0 {
+		c.JWKS = jwks
+	}
+	if salt != nil || hash != nil {
+		c.Secret = &identity.SecretHash{Salt: salt, Hash: hash}
+	}
+	c.TokenLifetime = time.Duration(lifetime)
+	return &c, nil
+}
+
+// CreateClient inserts c and ev in one transaction. A client with the same
+// ID already stored yields store.ErrConflict, and then no event is written.
+func (s *Store) CreateClient(ctx context.Context, c *identity.Client, ev store.AdminEvent) error {
+	if c == nil {
+		return errors.New("sqlite: create client: nil client")
+	}
+	args, err := clientArgs(c)
+	if err != nil {
+		return err
+	}
+	evArgs, err := eventArgs(ev)
+	if err != nil {
+		return err
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO clients (
+			name, owner, purpose, environment, vendor, status,
+			created_at, updated_at, expires_at, scopes, audiences, auth_method, jwks,
+			tls_subject_dn, tls_san_uri, tls_san_dns, secret_salt, secret_hash,
+			binding, token_lifetime, id
+		) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return wrap("create client", err)
+		}
+		return insertEvent(ctx, tx, evArgs)
+	})
+}
+
+// GetClient returns the client with id, or store.ErrNotFound.
+func (s *Store) GetClient(ctx context.Context, id string) (*identity.Client, error) {
+	c, err := scanClient(s.getClient.QueryRowContext(ctx, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: get client: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap("get client", err)
+	}
+	return c, nil
+}
+
+// ListClients returns the clients matching f, ordered by CreatedAt then ID
+// so pages and reports are stable. A Limit of zero or less means no limit.
+func (s *Store) ListClients(ctx context.Context, f store.ClientFilter) ([]*identity.Client, error) {
+	var (
+		where []string
+		args  []any
+	)
+	if f.Owner != "" {
+		where, args = append(where, "owner = ?"), append(args, f.Owner)
+	}
+	if f.Environment != "" {
+		where, args = append(where, "environment = ?"), append(args, f.Environment)
+	}
+	if f.Status != "" {
+		where, args = append(where, "status = ?"), append(args, string(f.Status))
+	}
+	q := `SELECT ` + clientColumns + ` FROM clients`
+	if len(where) > 0 {
+		q += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	q += ` ORDER BY created_at, id`
+	if f.Limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, f.Limit)
+	}
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("list clients", err)
+	}
+	defer rows.Close()
+	var out []*identity.Client
+	for rows.Next() {
+		c, err := scanClient(rows)
+		if err != nil {
+			return nil, wrap("list clients", err)
+		}
+		out = append(out, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list clients", err)
+	}
+	return out, nil
+}
+
+// UpdateClient replaces the stored client c.ID if its UpdatedAt still equals
+// prevUpdatedAt, and appends ev, in one transaction. Otherwise it returns
+// store.ErrStale, or store.ErrNotFound when no such client exists, and
+// writes nothing. The compare and the write run under one BEGIN IMMEDIATE
+// transaction, so two updaters holding the same prevUpdatedAt cannot both win.
+func (s *Store) UpdateClient(ctx context.Context, c *identity.Client, prevUpdatedAt time.Time, ev store.AdminEvent) error {
+	if c == nil {
+		return errors.New("sqlite: update client: nil client")
+	}
+	args, err := clientArgs(c)
+	if err != nil {
+		return err
+	}
+	prev, err := encodeTime("previous updated_at", prevUpdatedAt)
+	if err != nil {
+		return err
+	}
+	evArgs, err := eventArgs(ev)
+	if err != nil {
+		return err
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		// "IS" rather than "=" so a zero (NULL) UpdatedAt compares equal to
+		// a zero prevUpdatedAt.
+		res, err := tx.ExecContext(ctx, `UPDATE clients SET
+			name = ?, owner = ?, purpose = ?, environment = ?, vendor = ?, status = ?,
+			created_at = ?, updated_at = ?, expires_at = ?, scopes = ?, audiences = ?, auth_method = ?, jwks = ?,
+			tls_subject_dn = ?, tls_san_uri = ?, tls_san_dns = ?, secret_salt = ?, secret_hash = ?,
+			binding = ?, token_lifetime = ?
+			WHERE id = ? AND updated_at IS ?`, append(args, prev)...)
+		if err != nil {
+			return wrap("update client", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return wrap("update client", err)
+		}
+		if n == 0 {
+			var one int
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ?`, c.ID).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlite: update client: %w", store.ErrNotFound)
+			}
+			if err != nil {
+				return wrap("update client", err)
+			}
+			return fmt.Errorf("sqlite: update client: %w", store.ErrStale)
+		}
+		return insertEvent(ctx, tx, evArgs)
+	})
+}
