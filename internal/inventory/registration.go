@@ -162,7 +162,7 @@ func (r Registration) toClient(now time.Time, p Policy) (*identity.Client, error
 			bad("tls_client_auth_subject_dn", "exactly one of tls_client_auth_subject_dn, tls_client_auth_san_dns or tls_client_auth_san_uri is required for tls_client_auth (RFC 8705 section 2.1.2)")
 		}
 	}
-	if hasJWKS && r.AuthMethod != identity.AuthPrivateKeyJWT && r.AuthMethod != identity.AuthSelfSignedTLSClient {
+	if hasJWKS && r.AuthMethod.Valid() && r.AuthMethod != identity.AuthPrivateKeyJWT && r.AuthMethod != identity.AuthSelfSignedTLSClient {
 		bad("jwks", "is only used with private_key_jwt or self_signed_tls_client_auth")
 	}
 	if hasJWKS {
