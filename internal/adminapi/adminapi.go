@@ -88,7 +88,7 @@ func (a *API) Register(mux *http.ServeMux) {
 
 func (a *API) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		caller, err := a.Auth.Check(r, a.BaseURL+r.URL.Path)
+		caller, err := a.Auth.Check(r, a.BaseURL+r.URL.Path, protect.PeerCertificate(r))
 		if err == nil {
 			err = a.Auth.RequireScope(caller, Scope)
 		}

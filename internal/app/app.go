@@ -201,9 +201,14 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		srv.Nonces = nonces
 	}
 
-	inv := &inventory.Service{Store: st, Policy: inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime}}
+	clients := revocation.NewClients(st, time.Second, nil)
+	inv := &inventory.Service{
+		Store:    st,
+		Policy:   inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime},
+		OnChange: clients.Invalidate,
+	}
 	checker := &protect.Checker{
-		Tokens: tokens, Proofs: proofs, Revoked: a.revoked.Revoked, Clients: st,
+		Tokens: tokens, Proofs: proofs, Revoked: a.revoked.Revoked, Clients: clients,
 		Audience: issuer, Realm: "keybound-admin", DPoPAlgorithms: cfg.Tokens.DPoP.Algorithms,
 	}
 	if nonces != nil {

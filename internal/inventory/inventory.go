@@ -42,6 +42,9 @@ type Service struct {
 	Store  Store
 	Policy Policy
 	Now    func() time.Time
+	// OnChange, when set, is called with a client's id after its stored
+	// registration changed, so in-process caches drop it at once.
+	OnChange func(clientID string)
 }
 
 // Errors callers branch on.
@@ -150,6 +153,9 @@ func (s *Service) transition(ctx context.Context, actor, id, reason, action stri
 	ev := store.AdminEvent{Time: next.UpdatedAt, Actor: actor, Action: action, Target: id, Changes: changes}
 	if err := s.Store.UpdateClient(ctx, &next, prev, ev); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	if s.OnChange != nil {
+		s.OnChange(id)
 	}
 	return &next, nil
 }

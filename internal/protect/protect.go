@@ -13,6 +13,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"crypto/x509"
 	"encoding/base64"
 	"errors"
 	"net/http"
@@ -72,8 +73,10 @@ type Caller struct {
 }
 
 // Check verifies r against url, the absolute URL the client called (the DPoP
-// htu). It returns the caller or an *oauth.Error ready to render.
-func (c *Checker) Check(r *http.Request, url string) (*Caller, error) {
+// htu). cert is the client certificate of the connection (or one forwarded
+// by a trusted proxy), nil if none. It returns the caller or an *oauth.Error
+// ready to render.
+func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*Caller, error) {
 	authz := r.Header.Values("Authorization")
 	if len(authz) == 0 {
 		return nil, c.challenge("Bearer", nil)
@@ -84,8 +87,13 @@ func (c *Checker) Check(r *http.Request, url string) (*Caller, error) {
 	scheme, tok, _ := strings.Cut(authz[0], " ")
 	tok = strings.TrimSpace(tok)
 	isDPoP := strings.EqualFold(scheme, "DPoP")
-	if !isDPoP && !strings.EqualFold(scheme, "Bearer") || tok == "" {
-		return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidRequest, "use Authorization: DPoP <token> or Bearer <token>"))
+	if !isDPoP && !strings.EqualFold(scheme, "Bearer") {
+		// An unknown scheme carries no credentials this resource accepts:
+		// RFC 6750 section 3.1 answers that like a missing token.
+		return nil, c.challenge("Bearer", nil)
+	}
+	if tok == "" {
+		return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidRequest, "the Authorization header has no token; use Authorization: DPoP <token> or Bearer <token>"))
 	}
 	sch := "Bearer"
 	if isDPoP {
@@ -132,10 +140,10 @@ func (c *Checker) Check(r *http.Request, url string) (*Caller, error) {
 		if isDPoP {
 			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "this token is certificate-bound; send it as Authorization: Bearer over mTLS"))
 		}
-		if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		if cert == nil {
 			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "this token is certificate-bound; present the client certificate it was issued to"))
 		}
-		sum := sha256.Sum256(r.TLS.PeerCertificates[0].Raw)
+		sum := sha256.Sum256(cert.Raw)
 		got := base64.RawURLEncoding.EncodeToString(sum[:])
 		if subtle.ConstantTimeCompare([]byte(got), []byte(cnf.X5TS256)) != 1 {
 			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "the client certificate on this connection is not the one the token is bound to"))
@@ -206,4 +214,13 @@ func (c *Checker) challenge(scheme string, e *oauth.Error) *oauth.Error {
 	}
 	e.WWWAuthenticate = oauth.Challenge(scheme, c.Realm, e, params...)
 	return e
+}
+
+// PeerCertificate returns the leaf client certificate of r's TLS connection,
+// or nil.
+func PeerCertificate(r *http.Request) *x509.Certificate {
+	if r.TLS == nil || len(r.TLS.PeerCertificates) == 0 {
+		return nil
+	}
+	return r.TLS.PeerCertificates[0]
 }
