@@ -64,11 +64,20 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newAssertionCmd(g),
 		newAdminLogCmd(g),
 	)
+	// Group commands (client, keys) have no action of their own; cobra would
+	// answer an unknown subcommand with help and exit 0. Refuse it instead.
+	for _, c := range root.Commands() {
+		if !c.Runnable() && c.HasSubCommands() {
+			c.Args = cobra.NoArgs
+			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+		}
+	}
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintln(stderr, "keybound: "+oneLine(err.Error()))
+	// sdk errors already start "keybound: "; say the name once.
+	fmt.Fprintln(stderr, "keybound: "+strings.TrimPrefix(oneLine(err.Error()), "keybound: "))
 	var ue usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "required flag") {
 		return exitUsage
