@@ -58,12 +58,19 @@ type KeyRotator interface {
 	Rotate(ctx context.Context) (string, error)
 }
 
+// RouteReloader re-reads and swaps the gateway's routes, all or nothing.
+type RouteReloader interface {
+	ReloadRoutes(ctx context.Context) (int, error)
+}
+
 // API serves the admin endpoints.
 type API struct {
 	Inventory Inventory
 	Events    EventLog
 	Keys      KeyRotator
-	Auth      *protect.Checker
+	// Routes reloads the gateway's routes; nil when no gateway runs.
+	Routes RouteReloader
+	Auth   *protect.Checker
 	// BaseURL is the public base of this listener (the issuer), used to
 	// rebuild the URL a client signed in its DPoP proof.
 	BaseURL string
@@ -84,6 +91,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"/clients/{id}/revoke", a.wrap(a.changeStatus("revoke")))
 	mux.Handle("GET "+Prefix+"/events", a.wrap(a.listEvents))
 	mux.Handle("POST "+Prefix+"/keys/rotate", a.wrap(a.rotateKeys))
+	mux.Handle("POST "+Prefix+"/gateway/reload", a.wrap(a.reloadRoutes))
 }
 
 func (a *API) wrap(h handlerFunc) http.Handler {
@@ -298,3 +306,21 @@ func (a *API) rotateKeys(w http.ResponseWriter, r *http.Request, caller *protect
 }
 
 func actor(c *protect.Caller) string { return c.Claims.ClientID }
+
+func (a *API) reloadRoutes(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+	if a.Routes == nil {
+		return problem.New(http.StatusConflict, "no-gateway", "No gateway", "the gateway is not running")
+	}
+	n, err := a.Routes.ReloadRoutes(r.Context())
+	if err != nil {
+		return problem.New(http.StatusUnprocessableEntity, "invalid-routes", "Routes not reloaded", "the running routes are unchanged: "+err.Error())
+	}
+	now := time.Now().UTC()
+	if a.Now != nil {
+		now = a.Now().UTC()
+	}
+	if err := a.Events.AppendAdminEvent(r.Context(), store.AdminEvent{Time: now, Actor: actor(caller), Action: "gateway.reload", Target: "routes", Changes: map[string]string{"routes": strconv.Itoa(n)}}); err != nil {
+		return err
+	}
+	return writeJSON(w, http.StatusOK, map[string]int{"routes": n})
+}

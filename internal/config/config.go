@@ -239,8 +239,9 @@ func (c *Config) Validate() error {
 		bad("log.format", "must be text or json, not %q", c.Log.Format)
 	}
 	checkAddr := func(key, addr string) {
-		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
-			bad(key, "must be HOST:PORT, not %q", addr)
+		_, port, err := net.SplitHostPort(addr)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 0 || n > 65535 {
+			bad(key, "must be HOST:PORT with a numeric port, not %q", addr)
 		}
 	}
 	checkAddr("server.addr", c.Server.Addr)

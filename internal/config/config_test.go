@@ -60,6 +60,7 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	c := Default()
 	c.Log.Level = "loud"
 	c.Server.Addr = "nope"
+	c.Gateway.Addr = "127.0.0.1:http"
 	c.Server.Issuer = "http://example.com"
 	c.Tokens.DefaultLifetime = 2 * time.Hour
 	c.Tokens.DPoP.Algorithms = []string{"ES256", "HS256", "none"}
@@ -67,7 +68,7 @@ func TestValidateNamesEveryBadKey(t *testing.T) {
 	if err == nil {
 		t.Fatal("want error")
 	}
-	for _, key := range []string{"log.level", "server.addr", "server.issuer", "tokens.default_lifetime", "tokens.dpop.algorithms[1]", "tokens.dpop.algorithms[2]"} {
+	for _, key := range []string{"log.level", "server.addr", "gateway.addr", "server.issuer", "tokens.default_lifetime", "tokens.dpop.algorithms[1]", "tokens.dpop.algorithms[2]"} {
 		if !strings.Contains(err.Error(), key+":") {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
