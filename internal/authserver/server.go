@@ -130,6 +130,10 @@ func (s *Server) Register(mux *http.ServeMux) {
 // fail renders e, counts it and logs it once with its internal cause.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, endpoint string, err error) {
 	e := oauth.As(err)
+	if e.Challenge != "" && e.WWWAuthenticate == "" {
+		// RFC 7617 section 2: a Basic challenge must name its realm.
+		e.WWWAuthenticate = oauth.Challenge(e.Challenge, s.Settings.Issuer, e)
+	}
 	s.Metrics.rejected(endpoint, e.Code)
 	level := slog.LevelInfo
 	if e.Code == oauth.CodeServerError {
