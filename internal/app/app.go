@@ -171,6 +171,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 	tokens := &accesstoken.Verifier{Keys: a.ring, Issuer: issuer, Leeway: 30 * time.Second}
 
+	// Clients are read through a cache at most a second stale across nodes
+	// and invalidated at once by changes made here (inventory.OnChange).
+	clients := revocation.NewClients(st, time.Second, nil)
 	srv := &authserver.Server{
 		Settings: authserver.Settings{
 			Issuer:               issuer,
@@ -181,7 +184,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			StaticSecretsAllowed: cfg.Tokens.AllowStaticSecrets,
 		},
 		Auth: &clientauth.Authenticator{
-			Clients:              st,
+			Clients:              clients,
 			NotFound:             errNotFound,
 			Replay:               assertionReplay{replays},
 			Audiences:            []string{issuer, issuer + authserver.PathToken, issuer + authserver.PathIntrospect, issuer + authserver.PathRevoke},
@@ -193,7 +196,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Keys:        a.ring,
 		Tokens:      tokens,
 		Revocations: a.revoked,
-		Clients:     st,
+		Clients:     clients,
 		Metrics:     authserver.NewMetrics(reg),
 		Log:         log,
 	}
@@ -201,7 +204,6 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		srv.Nonces = nonces
 	}
 
-	clients := revocation.NewClients(st, time.Second, nil)
 	inv := &inventory.Service{
 		Store:    st,
 		Policy:   inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime},

@@ -98,7 +98,7 @@ func (a *Authenticator) privateKeyJWT(ctx context.Context, formID, assertionType
 	if err != nil {
 		return nil, err
 	}
-	if err := verifyWithJWKS(jws, alg, sig.Protected.KeyID, c.JWKS); err != nil {
+	if err := a.verifyWithJWKS(jws, alg, sig.Protected.KeyID, c.JWKS); err != nil {
 		return nil, err
 	}
 	until, err := a.checkClaims(&claims)
@@ -168,8 +168,8 @@ func (a *Authenticator) checkClaims(cl *jwt.Claims) (time.Time, error) {
 // key whose type and alg fit. Keys that cannot be parsed, are not public, are
 // not for signing, or do not fit alg are skipped (RFC 7517 section 5 lets a
 // set hold key types a reader does not understand).
-func verifyWithJWKS(jws *jose.JSONWebSignature, alg jose.SignatureAlgorithm, kid string, raw json.RawMessage) error {
-	keys, err := parseJWKS(raw, kid)
+func (a *Authenticator) verifyWithJWKS(jws *jose.JSONWebSignature, alg jose.SignatureAlgorithm, kid string, raw json.RawMessage) error {
+	keys, err := a.keySets.get(raw, kid)
 	switch {
 	case errors.Is(err, errNoKey) && kid != "":
 		return invalidClient("client_assertion kid names no key in the client's registered JWKS", fmt.Errorf("%w: %w", ErrBadCredential, err))

@@ -57,17 +57,22 @@ func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certific
 		return invalidClient(fmt.Sprintf("the client certificate chain is longer than %d certificates", MaxPeerCertificates), nil)
 	}
 	leaf := certs[0]
-	inter := x509.NewCertPool()
-	for _, ic := range certs[1:] {
-		inter.AddCert(ic)
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{
-		Roots:         a.ClientCAs,
-		Intermediates: inter,
-		CurrentTime:   a.now(),
-		KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}); err != nil {
-		return invalidClient("the client certificate does not verify to a CA this server trusts for client authentication, or is outside its validity period", fmt.Errorf("%w: %w", ErrBadCredential, err))
+	now := a.now()
+	ck := chainKey(certs)
+	if !a.chains.verified(ck, now) {
+		inter := x509.NewCertPool()
+		for _, ic := range certs[1:] {
+			inter.AddCert(ic)
+		}
+		if _, err := leaf.Verify(x509.VerifyOptions{
+			Roots:         a.ClientCAs,
+			Intermediates: inter,
+			CurrentTime:   now,
+			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		}); err != nil {
+			return invalidClient("the client certificate does not verify to a CA this server trusts for client authentication, or is outside its validity period", fmt.Errorf("%w: %w", ErrBadCredential, err))
+		}
+		a.chains.remember(ck, certs, now)
 	}
 
 	set := 0

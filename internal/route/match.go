@@ -1,0 +1,236 @@
+package route
+
+import (
+	"errors"
+	"net/url"
+	"strings"
+)
+
+// ErrNoRoute means no route matches the request's host and path, or the
+// path was refused by the path rule (see the package doc). The gateway
+// answers 404.
+var ErrNoRoute = errors.New("route: no route matches the request")
+
+// ErrMethodNotAllowed means routes match the host and path but none accepts
+// the method. The gateway answers 405 with an Allow header built from
+// MatchError.Allowed.
+var ErrMethodNotAllowed = errors.New("route: method not allowed")
+
+// MatchError is returned for ErrMethodNotAllowed, with the methods that
+// would have matched. errors.Is(err, ErrMethodNotAllowed) holds for it.
+type MatchError struct {
+	Err     error    // ErrMethodNotAllowed
+	Allowed []string // upper case, in a fixed order
+}
+
+func (e *MatchError) Error() string {
+	return e.Err.Error() + " (allowed: " + strings.Join(e.Allowed, ", ") + ")"
+}
+
+func (e *MatchError) Unwrap() error { return e.Err }
+
+// Param is one path parameter: its name in the pattern and its decoded
+// value.
+type Param struct {
+	Name, Value string
+}
+
+// Params are a match's path parameters in pattern order.
+type Params []Param
+
+// Get returns the value of the named parameter.
+func (ps Params) Get(name string) (string, bool) {
+	for _, p := range ps {
+		if p.Name == name {
+			return p.Value, true
+		}
+	}
+	return "", false
+}
+
+// Match is the result of a successful lookup.
+type Match struct {
+	Route *Route
+	// Params holds the path parameters. A single parameter's value is its
+	// segment percent-decoded; a catch-all's value is the rest of the path
+	// with each segment decoded and joined by "/", so an encoded "%2F" in
+	// it cannot be told from a separator: forward the original path, not
+	// the value.
+	Params Params
+	// Template is the route's path pattern, for audit records.
+	Template string
+
+	inline [inlineParams]Param
+}
+
+// Match finds the route for a request. host is the request's Host (any port
+// and trailing dot are ignored; compared case-insensitively), method is
+// compared exactly (HTTP methods are case-sensitive), and path must be the
+// raw escaped path (url.URL.EscapedPath), matched by the rule in the package
+// doc.
+//
+// It returns ErrNoRoute, or a *MatchError wrapping ErrMethodNotAllowed.
+// A nil Table matches nothing. Match allocates only the *Match (and decoded
+// values when the path contains escapes).
+func (t *Table) Match(host, method, path string) (*Match, error) {
+	if t == nil || !validPath(path) {
+		return nil, ErrNoRoute
+	}
+	host = requestHost(host)
+	rest := path[1:]
+	r := t.root.find(rest, true, host, method)
+	if r == nil {
+		var allowed methodSet
+		t.root.collect(rest, true, host, &allowed)
+		if allowed != 0 {
+			return nil, &MatchError{Err: ErrMethodNotAllowed, Allowed: allowed.names()}
+		}
+		return nil, ErrNoRoute
+	}
+	m := &Match{Route: r, Template: r.Spec.Path}
+	if r.pat.nparams <= inlineParams {
+		m.Params = m.inline[:0:r.pat.nparams]
+	} else {
+		m.Params = make(Params, 0, r.pat.nparams)
+	}
+	for _, s := range r.pat.segs {
+		var seg string
+		switch s.kind {
+		case literal:
+			_, rest, _ = strings.Cut(rest, "/")
+		case param:
+			seg, rest, _ = strings.Cut(rest, "/")
+			m.Params = append(m.Params, Param{s.name, unescape(seg)})
+		case catchAll:
+			m.Params = append(m.Params, Param{s.name, unescapeEach(rest)})
+		}
+	}
+	return m, nil
+}
+
+// find returns the best route for the segments in rest (present when more is
+// true; "" with more true is one empty segment). Literal children are tried
+// before the parameter child, and both before catch-alls; each trie node is
+// visited at most once, so the cost is bounded by the table's size.
+func (n *node) find(rest string, more bool, host, method string) *Route {
+	if !more {
+		return pick(n.end, host, method)
+	}
+	seg, next, hasNext := strings.Cut(rest, "/")
+	if n.lits != nil {
+		if c := n.lits[unescape(seg)]; c != nil {
+			if r := c.find(next, hasNext, host, method); r != nil {
+				return r
+			}
+		}
+	}
+	if n.param != nil && seg != "" {
+		if r := n.param.find(next, hasNext, host, method); r != nil {
+			return r
+		}
+	}
+	return pick(n.catchAll, host, method)
+}
+
+// collect adds to allowed the methods of every route matching host and the
+// path, whatever the method; it runs only after find failed.
+func (n *node) collect(rest string, more bool, host string, allowed *methodSet) {
+	add := func(rs []*Route) {
+		for _, r := range rs {
+			if r.host == "" || strings.EqualFold(r.host, host) {
+				*allowed |= r.methods
+			}
+		}
+	}
+	if !more {
+		add(n.end)
+		return
+	}
+	seg, next, hasNext := strings.Cut(rest, "/")
+	if c := n.lits[unescape(seg)]; c != nil {
+		c.collect(next, hasNext, host, allowed)
+	}
+	if n.param != nil && seg != "" {
+		n.param.collect(next, hasNext, host, allowed)
+	}
+	add(n.catchAll)
+}
+
+// pick returns the first route in rs (host-specific ones come first) whose
+// host and methods admit the request.
+func pick(rs []*Route, host, method string) *Route {
+	for _, r := range rs {
+		if r.host != "" && !strings.EqualFold(r.host, host) {
+			continue
+		}
+		if r.methods.allows(method) {
+			return r
+		}
+	}
+	return nil
+}
+
+// validPath applies the path rule in the package doc.
+func validPath(p string) bool {
+	if p == "" || p[0] != '/' {
+		return false
+	}
+	rest := p[1:]
+	for {
+		seg, next, more := strings.Cut(rest, "/")
+		if seg == "" && more {
+			return false
+		}
+		dec := seg
+		if strings.IndexByte(seg, '%') >= 0 {
+			var err error
+			if dec, err = url.PathUnescape(seg); err != nil {
+				return false
+			}
+		}
+		if checkSegment(dec) != nil {
+			return false
+		}
+		if !more {
+			return true
+		}
+		rest = next
+	}
+}
+
+// requestHost strips a port and a trailing dot from a Host header value.
+func requestHost(h string) string {
+	if strings.HasPrefix(h, "[") {
+		if i := strings.IndexByte(h, ']'); i > 0 {
+			return h[:i+1]
+		}
+		return h
+	}
+	if i := strings.IndexByte(h, ':'); i >= 0 && strings.IndexByte(h[i+1:], ':') < 0 {
+		h = h[:i]
+	}
+	return strings.TrimSuffix(h, ".")
+}
+
+// unescape decodes a segment already checked by validPath.
+func unescape(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	d, err := url.PathUnescape(s)
+	if err != nil {
+		return s // unreachable: validPath refused it
+	}
+	return d
+}
+
+func unescapeEach(s string) string {
+	if strings.IndexByte(s, '%') < 0 {
+		return s
+	}
+	parts := strings.Split(s, "/")
+	for i, p := range parts {
+		parts[i] = unescape(p)
+	}
+	return strings.Join(parts, "/")
+}
