@@ -22,7 +22,7 @@ var tiers = map[string]int{
 	"internal/keys": 3, "internal/ca": 3, "internal/revocation": 3, "internal/inventory": 3,
 	"internal/protect": 3,
 
-	"internal/authserver": 4, "internal/adminapi": 4,
+	"internal/authserver": 4, "internal/adminapi": 4, "internal/gateway": 4,
 
 	"internal/store/sqlite": 5, "internal/store/storetest": 5, "internal/config": 5,
 	"internal/app": 5, "internal/cli": 5,

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -20,6 +21,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/keybound/keybound/internal/route"
 )
 
 // Config is every setting keybound reads. Zero values are replaced by
@@ -97,9 +100,34 @@ type Clients struct {
 	MaxLifetime time.Duration `yaml:"max_lifetime"`
 }
 
-// Gateway is the enforcing reverse proxy (its routes arrive with the gateway).
+// Gateway is the enforcing reverse proxy. It runs when Addr is set.
 type Gateway struct {
 	Addr string `yaml:"addr"`
+	// ExternalURL is what clients call (scheme://host[:port]); DPoP htu is
+	// checked against it. Empty means the URL the listener sees.
+	ExternalURL string `yaml:"external_url"`
+	// RequireClientCert refuses TLS connections without a client
+	// certificate (mTLS for every caller of this listener).
+	RequireClientCert bool `yaml:"require_client_cert"`
+	// TrustedProxies (CIDRs) may forward the client certificate in
+	// ForwardedCertHeader; the header is stripped from everyone else.
+	TrustedProxies      []string `yaml:"trusted_proxies"`
+	ForwardedCertHeader string   `yaml:"forwarded_cert_header"`
+	// UpstreamTimeout bounds waiting for an upstream's response headers.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+	Audit           Audit         `yaml:"audit"`
+	Routes          []route.Spec  `yaml:"routes"`
+}
+
+// Audit configures the gateway's audit trail.
+type Audit struct {
+	// File receives one JSON line per decision ("-" is stdout, "" none), for
+	// SIEM shipping. Events always go to the store as well.
+	File string `yaml:"file"`
+	// QueueSize bounds events waiting to be written.
+	QueueSize int `yaml:"queue_size"`
+	// FailClosed refuses traffic rather than lose audit events.
+	FailClosed bool `yaml:"fail_closed"`
 }
 
 // Default returns the settings used when nothing else is given.
@@ -126,6 +154,11 @@ func Default() Config {
 		},
 		Keys:    Keys{RotateEvery: 30 * 24 * time.Hour, PublishLead: time.Hour},
 		Clients: Clients{MaxLifetime: 90 * 24 * time.Hour},
+		Gateway: Gateway{
+			ForwardedCertHeader: "X-Forwarded-Client-Cert",
+			UpstreamTimeout:     30 * time.Second,
+			Audit:               Audit{QueueSize: 65536},
+		},
 	}
 }
 
@@ -247,6 +280,28 @@ func (c *Config) Validate() error {
 	checkAddr("server.addr", c.Server.Addr)
 	if c.Gateway.Addr != "" {
 		checkAddr("gateway.addr", c.Gateway.Addr)
+	}
+	if u := c.Gateway.ExternalURL; u != "" {
+		pu, err := url.Parse(u)
+		if err != nil || (pu.Scheme != "https" && pu.Scheme != "http") || pu.Host == "" || (pu.Path != "" && pu.Path != "/") || pu.RawQuery != "" {
+			bad("gateway.external_url", "must be scheme://host[:port] with no path or query, not %q", u)
+		}
+	}
+	for i, p := range c.Gateway.TrustedProxies {
+		if _, err := netip.ParsePrefix(p); err != nil {
+			bad(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8, not %q", p)
+		}
+	}
+	if c.Gateway.UpstreamTimeout <= 0 {
+		bad("gateway.upstream_timeout", "must be positive")
+	}
+	if c.Gateway.Audit.QueueSize < 16 || c.Gateway.Audit.QueueSize > 1<<22 {
+		bad("gateway.audit.queue_size", "must be between 16 and %d, not %d", 1<<22, c.Gateway.Audit.QueueSize)
+	}
+	if len(c.Gateway.Routes) > 0 {
+		if _, err := route.Compile(c.Gateway.Routes); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.Server.Issuer != "" {
 		u, err := url.Parse(c.Server.Issuer)

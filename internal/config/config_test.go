@@ -114,3 +114,54 @@ func FuzzLoadYAML(f *testing.F) {
 		_ = c.Validate()
 	})
 }
+
+func TestGatewayRoutes(t *testing.T) {
+	yaml := `
+gateway:
+  addr: 127.0.0.1:9443
+  external_url: https://api.example.com
+  trusted_proxies: [10.0.0.0/8]
+  routes:
+    - name: invoices
+      path: /invoices/{id}
+      methods: [GET, POST]
+      upstream: http://127.0.0.1:9000
+      scopes: {GET: [invoices:read], POST: [invoices:write]}
+      sensitivity: confidential
+      rate_limit: {per_identity: 100/s, burst: 200}
+`
+	c := Default()
+	if err := c.LoadYAML([]byte(yaml)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if len(c.Gateway.Routes) != 1 || c.Gateway.Routes[0].Scopes.ByMethod["POST"][0] != "invoices:write" {
+		t.Errorf("routes = %+v", c.Gateway.Routes)
+	}
+
+	bad := Default()
+	if err := bad.LoadYAML([]byte(`
+gateway:
+  external_url: https://api.example.com/v1
+  trusted_proxies: [10.0.0.0]
+  routes:
+    - name: x
+      path: /x
+      upstream: ftp://nope
+      sensitivity: secret
+`)); err != nil {
+		t.Fatal(err)
+	}
+	err := bad.Validate()
+	for _, key := range []string{"gateway.external_url", "gateway.trusted_proxies[0]", "gateway.routes[0]"} {
+		if err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("error does not name %s: %v", key, err)
+		}
+	}
+	unknown := Default()
+	if err := unknown.LoadYAML([]byte("gateway:\n  routes:\n    - name: x\n      pathh: /x\n")); err == nil || !strings.Contains(err.Error(), "pathh") {
+		t.Errorf("unknown route key accepted: %v", err)
+	}
+}
