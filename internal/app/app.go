@@ -67,6 +67,10 @@ type App struct {
 	AdminFile string
 	// CAFile is the path of the CA certificate clients trust.
 	CAFile string
+
+	gateway         *gatewayPart
+	gatewayListener net.Listener
+	configFile      string
 }
 
 // Option adjusts how New builds the app.
@@ -116,7 +120,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if cfg.Server.CertFile != "" {
 		cert, err = tls.LoadX509KeyPair(cfg.Server.CertFile, cfg.Server.KeyFile)
 	} else {
-		cert, err = authority.ServerCertificate(tlsDir, serverNames(cfg.Server.Addr, issuer), now)
+		cert, err = authority.ServerCertificate(tlsDir, serverNames(issuer, cfg.Server.Addr, cfg.Gateway.Addr, cfg.Gateway.ExternalURL), now)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("app: server certificate: %w", err)
@@ -222,6 +226,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if err != nil {
 		return nil, err
 	}
+	if cfg.Gateway.Addr != "" {
+		if err := a.buildGateway(cfg, checker, reg, cert); err != nil {
+			return nil, err
+		}
+		a.gateway.listener = a.gatewayListener
+		admin.Routes = a
+	}
 
 	mux := http.NewServeMux()
 	srv.Register(mux)
@@ -278,8 +289,18 @@ func (a *App) Serve(ctx context.Context) error {
 		}
 	}
 	hs := web.NewServer(a.handler, a.tlsConf, a.cfg.Server.MaxHeaderBytes, a.log)
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- hs.ServeTLS(a.listener, "", "") }()
+	stopGateway := func(context.Context) error { return nil }
+	if a.gateway != nil {
+		stop, err := a.serveGateway(errc)
+		if err != nil {
+			_ = hs.Close()
+			a.store.Close()
+			return err
+		}
+		stopGateway = stop
+	}
 	close(a.ready)
 	a.log.Info("keybound serving",
 		"issuer", a.cfg.IssuerURL(), "addr", a.listener.Addr().String(),
@@ -297,7 +318,7 @@ func (a *App) Serve(ctx context.Context) error {
 	a.log.Info("shutting down", "grace", a.cfg.Server.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), a.cfg.Server.ShutdownTimeout)
 	defer cancel()
-	shutErr := hs.Shutdown(sctx)
+	shutErr := errors.Join(hs.Shutdown(sctx), stopGateway(sctx))
 	stopBG()
 	<-done
 	closeErr := a.store.Close()
@@ -337,8 +358,9 @@ func (a *App) background(ctx context.Context) {
 	}
 }
 
-// serverNames lists the names the generated server certificate covers.
-func serverNames(addr, issuer string) []string {
+// serverNames lists the names the generated server certificate covers: the
+// loopback names plus the hosts of every listener address and URL given.
+func serverNames(issuer string, addrsOrURLs ...string) []string {
 	names := []string{"localhost", "127.0.0.1", "::1"}
 	add := func(h string) {
 		if h == "" || h == "0.0.0.0" || h == "::" {
@@ -351,11 +373,15 @@ func serverNames(addr, issuer string) []string {
 		}
 		names = append(names, h)
 	}
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		add(h)
-	}
-	if u, err := url.Parse(issuer); err == nil {
-		add(u.Hostname())
+	for _, v := range append(addrsOrURLs, issuer) {
+		if v == "" {
+			continue
+		}
+		if h, _, err := net.SplitHostPort(v); err == nil && !strings.Contains(v, "/") {
+			add(h)
+		} else if u, err := url.Parse(v); err == nil {
+			add(u.Hostname())
+		}
 	}
 	return names
 }

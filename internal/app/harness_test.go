@@ -57,6 +57,19 @@ type harness struct {
 
 func start(t *testing.T, mutate func(*config.Config)) *harness {
 	t.Helper()
+	return startWithOptions(t, mutate, nil, "")
+}
+
+// startWith starts a server whose gateway serves on gl.
+func startWith(t *testing.T, mutate func(*config.Config), gl net.Listener) *harness {
+	t.Helper()
+	return startWithOptions(t, mutate, gl, "")
+}
+
+// startWithOptions starts a server; gl, when set, is the gateway listener,
+// and configFile, when set, is where routes are reloaded from.
+func startWithOptions(t *testing.T, mutate func(*config.Config), gl net.Listener, configFile string) *harness {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -70,7 +83,14 @@ func start(t *testing.T, mutate func(*config.Config)) *harness {
 	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log, app.WithListener(l))
+	opts := []app.Option{app.WithListener(l)}
+	if gl != nil {
+		opts = append(opts, app.WithGatewayListener(gl))
+	}
+	if configFile != "" {
+		opts = append(opts, app.WithConfigFile(configFile))
+	}
+	a, err := app.New(context.Background(), cfg, log, opts...)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)

@@ -3,6 +3,8 @@ package cli
 import (
 	"log/slog"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -52,10 +54,29 @@ environment variables, then flags.`,
 				return err
 			}
 			log := newLogger(g, cfg.Log)
-			a, err := app.New(cmd.Context(), cfg, log)
+			var opts []app.Option
+			if file != "" {
+				opts = append(opts, app.WithConfigFile(file))
+			}
+			a, err := app.New(cmd.Context(), cfg, log, opts...)
 			if err != nil {
 				return err
 			}
+			// SIGHUP reloads the gateway's routes from --config, all or
+			// nothing; a bad file leaves the running routes in place.
+			hup := make(chan os.Signal, 1)
+			signal.Notify(hup, syscall.SIGHUP)
+			defer signal.Stop(hup)
+			go func() {
+				for {
+					select {
+					case <-cmd.Context().Done():
+						return
+					case <-hup:
+						_, _ = a.ReloadRoutes(cmd.Context())
+					}
+				}
+			}()
 			return a.Serve(cmd.Context())
 		},
 	}

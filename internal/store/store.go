@@ -70,6 +70,70 @@ type RevokedToken struct {
 	ExpiresAt time.Time
 }
 
+// AuditEvent is one gateway decision (allow or deny), as the audit trail
+// keeps it. It never holds a token or a secret: the token appears only as
+// its jti. The JSON names are the stable wire names of the audit stream
+// (the JSONL sink writes them); renaming one breaks every consumer.
+type AuditEvent struct {
+	// ID is assigned by the store on append and ignored when appending; it
+	// is zero on events that have not been stored.
+	ID        int64     `json:"id,omitempty"`
+	Time      time.Time `json:"time"`
+	RequestID string    `json:"request_id"`
+	ClientID  string    `json:"client_id"`
+	Owner     string    `json:"owner"`
+	// CredentialType is how the caller proved possession: dpop, mtls,
+	// bearer, static_key or none.
+	CredentialType string `json:"credential_type"`
+	TokenJTI       string `json:"token_jti,omitempty"`
+	// Scopes are the token's scopes, each an RFC 6749 section 3.3
+	// scope-token (no spaces, not empty). Record them in a canonical order:
+	// SummarizeAudit groups by the list as given.
+	Scopes        []string `json:"scopes,omitempty"`
+	Route         string   `json:"route"`
+	Method        string   `json:"method"`
+	PathTemplate  string   `json:"path_template"`
+	ObjectID      string   `json:"object_id,omitempty"`
+	Status        int      `json:"status"`
+	BytesIn       int64    `json:"bytes_in"`
+	BytesOut      int64    `json:"bytes_out"`
+	LatencyMicros int64    `json:"latency_micros"`
+	SourceAddr    string   `json:"source_addr"`
+	// Decision is allow or deny.
+	Decision string `json:"decision"`
+	// Reason is a bounded code (invalid_token, insufficient_scope,
+	// rate_limited, ok, ...), never free text from the request.
+	Reason string `json:"reason"`
+}
+
+// AuditFilter narrows ListAuditEvents and SummarizeAudit. Zero fields match
+// everything. Since is inclusive and Until exclusive (Since <= Time < Until).
+// A Limit of zero or less means no limit.
+type AuditFilter struct {
+	ClientID string
+	Route    string
+	Decision string
+	Since    time.Time
+	Until    time.Time
+	Limit    int
+}
+
+// AuditSummaryRow answers "which identity called which endpoint, with what
+// scope, how often": the events matching a filter, grouped by client, route,
+// method, scopes and decision.
+type AuditSummaryRow struct {
+	ClientID string
+	Route    string
+	Method   string
+	// Scopes is the event's scope list in RFC 6749 section 3.3 form: the
+	// scopes in recorded order, separated by single spaces; "" for none.
+	Scopes   string
+	Decision string
+	Count    int64
+	// First and Last are the earliest and latest event Time in the group.
+	First, Last time.Time
+}
+
 // Store is everything keybound persists. Implementations are safe for
 // concurrent use. Every mutating call that takes an AdminEvent writes the
 // change and the event in one transaction: both or neither.
@@ -95,6 +159,19 @@ type Store interface {
 	RevokedSince(ctx context.Context, since, now time.Time) ([]RevokedToken, error)
 	// PurgeExpired deletes revocations of tokens that expired before now.
 	PurgeExpired(ctx context.Context, now time.Time) (int, error)
+
+	// AppendAuditEvents appends the batch in one transaction: every event or
+	// none. An empty batch is a no-op. Each event needs a non-zero Time (an
+	// event without one could never be found by a time range) and scopes in
+	// RFC 6749 form; otherwise the whole batch is refused.
+	AppendAuditEvents(ctx context.Context, evs []AuditEvent) error
+	// ListAuditEvents returns the events matching f, newest Time first; events
+	// with the same Time come newest append first.
+	ListAuditEvents(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+	// SummarizeAudit groups the events matching f (Limit bounds the rows) by
+	// client, route, method, scopes and decision, most frequent first; ties
+	// are ordered by ClientID, Route, Method, Scopes, then Decision.
+	SummarizeAudit(ctx context.Context, f AuditFilter) ([]AuditSummaryRow, error)
 
 	Close() error
 }

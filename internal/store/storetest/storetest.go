@@ -22,6 +22,13 @@
 //     PurgeExpired removes ExpiresAt < now. A revocation without a JTI or an
 //     expiry is refused, since it could never be listed (fail closed).
 //   - Concurrent callers never see the backend's lock contention as errors.
+//   - AppendAuditEvents is all or nothing per batch and refuses an event
+//     with a zero Time or a scope that is empty or holds a space (neither
+//     could be found or split back). ListAuditEvents orders by Time, newest
+//     first, ties by append order; unlike the admin log, the audit trail is
+//     queried by time range, and batches from several gateway writers land
+//     out of time order. SummarizeAudit returns Scopes space-separated and
+//     First and Last in UTC.
 //
 // Every time the suite uses is derived from one fixed instant; nothing sleeps
 // or reads the wall clock.
@@ -86,6 +93,10 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RevokedSince", testRevokedSince},
 		{"PurgeExpired", testPurgeExpired},
 		{"Concurrency", testConcurrency},
+		{"AuditEvents", testAuditEvents},
+		{"AuditSummary", testAuditSummary},
+		{"AuditBatches", testAuditBatches},
+		{"AuditConcurrency", testAuditConcurrency},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })

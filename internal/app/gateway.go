@@ -1,0 +1,180 @@
+package app
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keybound/keybound/internal/accesstoken"
+	"github.com/keybound/keybound/internal/audit"
+	"github.com/keybound/keybound/internal/config"
+	"github.com/keybound/keybound/internal/gateway"
+	"github.com/keybound/keybound/internal/protect"
+	"github.com/keybound/keybound/internal/ratelimit"
+	"github.com/keybound/keybound/internal/route"
+	"github.com/keybound/keybound/internal/web"
+)
+
+// Bounds of the gateway's in-memory state.
+const (
+	tokenCacheEntries = 1 << 16
+	rateLimitKeys     = 1 << 18
+)
+
+// gatewayPart is the gateway listener and what it owns.
+type gatewayPart struct {
+	gw       *gateway.Gateway
+	audit    *audit.Writer
+	handler  http.Handler
+	tlsConf  *tls.Config
+	listener net.Listener
+	jsonl    io.Closer
+
+	// reload serialises route reloads.
+	reload sync.Mutex
+}
+
+// buildGateway assembles the gateway from cfg. checker is the token check
+// shared with the admin API but configured for gateway audiences.
+func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometheus.Registerer, cert tls.Certificate) error {
+	table, err := route.Compile(cfg.Gateway.Routes)
+	if err != nil {
+		return fmt.Errorf("app: %w", err)
+	}
+	for _, r := range table.Routes() {
+		if r.AllowWeakerAssurance {
+			a.log.Warn("route overrides its sensitivity floor (allow_weaker_assurance)", "route", r.Name, "sensitivity", r.Sensitivity.String())
+		}
+	}
+	var proxies []netip.Prefix
+	for _, p := range cfg.Gateway.TrustedProxies {
+		pp, err := netip.ParsePrefix(p)
+		if err != nil {
+			return fmt.Errorf("app: gateway.trusted_proxies: %w", err)
+		}
+		proxies = append(proxies, pp)
+	}
+	gp := &gatewayPart{}
+	sinks := []audit.Sink{audit.StoreSink{Store: a.store}}
+	switch f := cfg.Gateway.Audit.File; f {
+	case "":
+	case "-":
+		sinks = append(sinks, audit.NewJSONLSink(os.Stdout))
+	default:
+		sink, err := audit.OpenJSONLFile(f)
+		if err != nil {
+			return fmt.Errorf("app: gateway.audit.file: %w", err)
+		}
+		gp.jsonl = sink
+		sinks = append(sinks, sink)
+	}
+	gp.audit = audit.New(audit.Config{
+		QueueSize:  cfg.Gateway.Audit.QueueSize,
+		FailClosed: cfg.Gateway.Audit.FailClosed,
+		Sinks:      sinks,
+		Log:        a.log,
+	})
+	checker := *base
+	checker.Tokens = accesstoken.NewCache(base.Tokens, tokenCacheEntries, nil)
+	checker.Audience = ""
+	checker.Realm = "keybound-gateway"
+	gw, err := gateway.New(gateway.Config{
+		ExternalURL:         cfg.Gateway.ExternalURL,
+		TrustedProxies:      proxies,
+		ForwardedCertHeader: cfg.Gateway.ForwardedCertHeader,
+		FailClosed:          cfg.Gateway.Audit.FailClosed,
+		UpstreamTimeout:     cfg.Gateway.UpstreamTimeout,
+	}, table, &checker, ratelimit.New(rateLimitKeys, nil), gp.audit, gateway.NewMetrics(reg), nil, a.log)
+	if err != nil {
+		return err
+	}
+	gp.gw = gw
+	gp.handler = web.Middleware(gw, cfg.Server.MaxBodyBytes, a.log)
+	clientAuth := tls.RequestClientCert
+	if cfg.Gateway.RequireClientCert {
+		clientAuth = tls.RequireAnyClientCert
+	}
+	gp.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, ClientAuth: clientAuth, NextProtos: []string{"h2", "http/1.1"}}
+	a.gateway = gp
+	return nil
+}
+
+// ReloadRoutes re-reads the configuration file, compiles its routes and
+// swaps them in. On any error the running routes stay as they are and the
+// error says why. It returns the number of routes now served.
+func (a *App) ReloadRoutes(_ context.Context) (int, error) {
+	if a.gateway == nil {
+		return 0, errors.New("the gateway is not running (set gateway.addr)")
+	}
+	if a.configFile == "" {
+		return 0, errors.New("keybound was started without --config; there is no file to reload routes from")
+	}
+	a.gateway.reload.Lock()
+	defer a.gateway.reload.Unlock()
+	cfg := config.Default()
+	if err := cfg.LoadFile(a.configFile); err != nil {
+		a.log.Error("route reload refused; keeping the running routes", "error", err)
+		return 0, err
+	}
+	table, err := route.Compile(cfg.Gateway.Routes)
+	if err != nil {
+		a.log.Error("route reload refused; keeping the running routes", "error", err)
+		return 0, err
+	}
+	a.gateway.gw.SetRoutes(table)
+	n := len(table.Routes())
+	a.log.Info("routes reloaded", "routes", n, "file", a.configFile)
+	return n, nil
+}
+
+// serveGateway starts the gateway listener; it returns a stop function.
+func (a *App) serveGateway(errc chan<- error) (func(context.Context) error, error) {
+	gp := a.gateway
+	if gp.listener == nil {
+		l, err := web.Listen(a.cfg.Gateway.Addr)
+		if err != nil {
+			return nil, fmt.Errorf("app: listen on gateway.addr %s: %w", a.cfg.Gateway.Addr, err)
+		}
+		gp.listener = l
+	}
+	bg, cancel := context.WithCancel(context.Background())
+	gp.audit.Start(bg)
+	hs := web.NewServer(gp.handler, gp.tlsConf, a.cfg.Server.MaxHeaderBytes, a.log)
+	go func() { errc <- hs.ServeTLS(gp.listener, "", "") }()
+	a.log.Info("gateway serving", "addr", gp.listener.Addr().String(), "routes", len(gp.gw.Routes().Routes()))
+	return func(ctx context.Context) error {
+		err := hs.Shutdown(ctx)
+		aerr := gp.audit.Close(ctx)
+		cancel()
+		var ferr error
+		if gp.jsonl != nil {
+			ferr = gp.jsonl.Close()
+		}
+		return errors.Join(err, aerr, ferr)
+	}, nil
+}
+
+// GatewayAddr returns the gateway listener's address, once listening.
+func (a *App) GatewayAddr() net.Addr {
+	if a.gateway == nil || a.gateway.listener == nil {
+		return nil
+	}
+	return a.gateway.listener.Addr()
+}
+
+// WithGatewayListener serves the gateway on l (tests use port 0).
+func WithGatewayListener(l net.Listener) Option {
+	return func(a *App) { a.gatewayListener = l }
+}
+
+// WithConfigFile records the file routes are reloaded from.
+func WithConfigFile(path string) Option { return func(a *App) { a.configFile = path } }
