@@ -20,7 +20,7 @@ var tiers = map[string]int{
 	"internal/clientauth": 2, "internal/replay": 2, "internal/route": 2, "internal/ratelimit": 2,
 
 	"internal/keys": 3, "internal/ca": 3, "internal/revocation": 3, "internal/inventory": 3,
-	"internal/protect": 3,
+	"internal/protect": 3, "internal/audit": 3,
 
 	"internal/authserver": 4, "internal/adminapi": 4, "internal/gateway": 4,
 
