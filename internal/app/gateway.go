@@ -93,6 +93,11 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 		ForwardedCertHeader: cfg.Gateway.ForwardedCertHeader,
 		FailClosed:          cfg.Gateway.Audit.FailClosed,
 		UpstreamTimeout:     cfg.Gateway.UpstreamTimeout,
+		StaticKeys: &protect.StaticKeys{
+			Lookup:  a.store,
+			Clients: base.Clients,
+			Allowed: func() bool { return cfg.Tokens.AllowStaticSecrets },
+		},
 	}, table, &checker, ratelimit.New(rateLimitKeys, nil), gp.audit, gateway.NewMetrics(reg), nil, a.log)
 	if err != nil {
 		return err

@@ -11,6 +11,7 @@
 package gateway
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
@@ -58,6 +59,11 @@ type Limiter interface {
 	Allow(key string, rate float64, burst int) (bool, time.Duration)
 }
 
+// StaticKeys authenticates legacy static API keys on routes that opt in.
+type StaticKeys interface {
+	Check(ctx context.Context, key string) (*protect.Caller, error)
+}
+
 // Auditor takes one event per decision.
 type Auditor interface {
 	Record(ev store.AuditEvent) bool
@@ -78,6 +84,9 @@ type Config struct {
 	FailClosed bool
 	// UpstreamTimeout bounds waiting for upstream response headers.
 	UpstreamTimeout time.Duration
+	// StaticKeys checks static API keys on routes with allow_static_keys;
+	// nil refuses every static key.
+	StaticKeys StaticKeys
 }
 
 // Gateway is an http.Handler. Routes are swapped atomically by SetRoutes.
@@ -162,6 +171,9 @@ type deny struct {
 	detail     string
 	retryAfter time.Duration
 	allow      []string
+	// challenge is a WWW-Authenticate value for refusals without an OAuth
+	// error (a bad static API key).
+	challenge string
 }
 
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -213,17 +225,32 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 	rt := m.Route
 	ev.Route, ev.PathTemplate, ev.ObjectID = rt.Name, m.Template, objectID(m.Params)
 
-	if rt.Sensitivity == route.Public && r.Header.Get("Authorization") == "" {
+	hasAuthz := r.Header.Get("Authorization") != ""
+	var staticKeys []string
+	if rt.AllowStaticKeys {
+		staticKeys = r.Header.Values(rt.StaticKeyHeader)
+	}
+	if rt.Sensitivity == route.Public && !hasAuthz && len(staticKeys) == 0 {
 		return &decision{route: rt}, nil
 	}
-	caller, err := g.check.Check(r, g.htu(r), g.clientCert(r))
-	if err != nil {
-		oe := oauth.As(err)
-		reason := oe.Code
-		if reason == "" {
-			reason = "missing_token"
+	var caller *protect.Caller
+	if len(staticKeys) > 0 && !hasAuthz {
+		var dn *deny
+		if caller, dn = g.staticKey(r, rt, staticKeys); dn != nil {
+			return nil, dn
 		}
-		return nil, &deny{status: oe.Status, reason: reason, oauth: oe, detail: oe.Description}
+		g.metrics.staticKey(rt.Name)
+	} else {
+		var err error
+		caller, err = g.check.Check(r, g.htu(r), g.clientCert(r))
+		if err != nil {
+			oe := oauth.As(err)
+			reason := oe.Code
+			if reason == "" {
+				reason = "missing_token"
+			}
+			return nil, &deny{status: oe.Status, reason: reason, oauth: oe, detail: oe.Description}
+		}
 	}
 	c := caller.Claims
 	ev.ClientID, ev.TokenJTI, ev.Scopes, ev.CredentialType = c.ClientID, c.JTI, c.Scope, caller.Binding
@@ -249,6 +276,27 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 	return &decision{route: rt, caller: caller}, nil
 }
 
+// staticKey authenticates a static API key (a legacy client secret sent as
+// it is). The key is refused when sent twice or when the gateway has no
+// static-key checker; the refusal never echoes the key.
+func (g *Gateway) staticKey(r *http.Request, rt *route.Route, keys []string) (*protect.Caller, *deny) {
+	refuse := func(detail string) *deny {
+		return &deny{status: http.StatusUnauthorized, reason: "invalid_api_key", detail: detail,
+			challenge: `Bearer realm="keybound-gateway"`}
+	}
+	if len(keys) != 1 {
+		return nil, refuse("send one " + rt.StaticKeyHeader + " header")
+	}
+	if g.cfg.StaticKeys == nil {
+		return nil, refuse("this gateway does not accept static API keys")
+	}
+	caller, err := g.cfg.StaticKeys.Check(r.Context(), keys[0])
+	if err != nil {
+		return nil, refuse(err.Error() + "; static API keys are a migration path, so move this caller to a DPoP or mTLS-bound token")
+	}
+	return caller, nil
+}
+
 // assurance enforces the route's sensitivity floor: confidential and above
 // need a sender-constrained token; restricted also needs a client that
 // authenticated with a key or certificate, not a shared secret.
@@ -256,7 +304,7 @@ func (g *Gateway) assurance(rt *route.Route, caller *protect.Caller) *deny {
 	if rt.AllowWeakerAssurance {
 		return nil
 	}
-	if rt.Sensitivity >= route.Confidential && caller.Binding == "bearer" {
+	if rt.Sensitivity >= route.Confidential && (caller.Binding == "bearer" || caller.Binding == protect.BindingStaticKey) {
 		return g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, "this route holds "+rt.Sensitivity.String()+" data and needs a sender-constrained token (DPoP or mTLS-bound), not a bearer token")
 	}
 	if rt.Sensitivity >= route.Restricted && (caller.Claims.StaticSecret || caller.Claims.AuthMethod == "client_secret_basic" || caller.Claims.AuthMethod == "client_secret_post") {
@@ -347,6 +395,10 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	if g.cfg.ForwardedCertHeader != "" {
 		h.Del(g.cfg.ForwardedCertHeader)
 	}
+	if d.route.AllowStaticKeys {
+		// The key is a credential for the gateway, not the upstream.
+		h.Del(d.route.StaticKeyHeader)
+	}
 	h.Set(HeaderRoute, d.route.Name)
 	if c := d.caller; c != nil {
 		h.Set(HeaderClientID, c.Claims.ClientID)
@@ -377,6 +429,9 @@ func (g *Gateway) upstreamError(w http.ResponseWriter, r *http.Request, err erro
 func (g *Gateway) render(w http.ResponseWriter, r *http.Request, d *deny) {
 	if d.oauth != nil {
 		oauth.SetHeaders(w.Header(), d.oauth)
+	}
+	if d.challenge != "" {
+		w.Header().Set("WWW-Authenticate", d.challenge)
 	}
 	if d.retryAfter > 0 {
 		secs := int64((d.retryAfter + time.Second - 1) / time.Second)

@@ -11,8 +11,9 @@ import (
 // fixed set of reason codes: no per-client labels, so cardinality does not
 // grow with the inventory.
 type Metrics struct {
-	requests *prometheus.CounterVec
-	latency  *prometheus.HistogramVec
+	requests   *prometheus.CounterVec
+	latency    *prometheus.HistogramVec
+	staticKeys *prometheus.CounterVec
 }
 
 // NewMetrics registers the series with reg.
@@ -27,8 +28,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help:    "Time from request to response, including the upstream, by route.",
 			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1, 5},
 		}, []string{"route"}),
+		staticKeys: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keybound_gateway_static_key_requests_total",
+			Help: "Requests authenticated by a static API key (a legacy shared secret), by route: the migration still to do.",
+		}, []string{"route"}),
 	}
-	reg.MustRegister(m.requests, m.latency)
+	reg.MustRegister(m.requests, m.latency, m.staticKeys)
 	return m
 }
 
@@ -41,4 +46,10 @@ func (m *Metrics) observe(route, decision, reason string, d time.Duration) {
 	}
 	m.requests.WithLabelValues(route, decision, reason).Inc()
 	m.latency.WithLabelValues(route).Observe(d.Seconds())
+}
+
+func (m *Metrics) staticKey(route string) {
+	if m != nil {
+		m.staticKeys.WithLabelValues(route).Inc()
+	}
 }

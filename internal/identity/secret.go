@@ -14,14 +14,22 @@ import (
 const SecretPrefix = "kbs_"
 
 // SecretHash is the stored form of a legacy shared secret: a random salt and
-// SHA-256(salt || secret).
+// SHA-256(salt || secret), plus Lookup, the unsalted SHA-256 of the secret.
+//
+// Why an unsalted lookup digest as well? A static API key arrives at the
+// gateway without a client id, so the inventory must find its client by the
+// key alone: Lookup is that index (and the fingerprint secret scanning
+// matches against). It reveals no more than the salted hash does for a
+// 256-bit random secret. The salted hash is still what a presented secret
+// is verified against, in constant time.
 //
 // Why not a password hash (bcrypt, scrypt, argon2)? keybound generates every
 // secret with 256 bits of entropy, so there is nothing to brute-force and a
 // stretched hash would only add milliseconds of CPU to each token request.
 type SecretHash struct {
-	Salt []byte `json:"salt"`
-	Hash []byte `json:"hash"`
+	Salt   []byte `json:"salt"`
+	Hash   []byte `json:"hash"`
+	Lookup []byte `json:"lookup,omitempty"`
 }
 
 // NewSecret returns a fresh secret, shown once to the caller, and its hash.
@@ -41,7 +49,13 @@ func HashSecret(secret string) (*SecretHash, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return nil, err
 	}
-	return &SecretHash{Salt: salt, Hash: digest(salt, secret)}, nil
+	return &SecretHash{Salt: salt, Hash: digest(salt, secret), Lookup: SecretLookup(secret)}, nil
+}
+
+// SecretLookup is the digest a secret is found by: SHA-256 of the secret.
+func SecretLookup(secret string) []byte {
+	d := sha256.Sum256([]byte(secret))
+	return d[:]
 }
 
 // ErrSecretMismatch is returned when a presented secret does not match.

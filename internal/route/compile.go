@@ -3,6 +3,7 @@ package route
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -267,10 +268,46 @@ func compileRoute(i int, s Spec) (*Route, []error) {
 		r.Limit = rate
 	}
 
+	switch {
+	case s.AllowStaticKeys:
+		if s.StaticKeyHeader == "" {
+			r.StaticKeyHeader = DefaultStaticKeyHeader
+		} else if err := checkKeyHeader(s.StaticKeyHeader); err != nil {
+			bad("static_key_header", "%v", err)
+		} else {
+			r.StaticKeyHeader = http.CanonicalHeaderKey(s.StaticKeyHeader)
+		}
+		if r.Sensitivity >= Confidential && !s.AllowWeakerAssurance {
+			bad("allow_static_keys", "a %s route needs sender-constrained tokens and cannot accept static API keys (unbound shared secrets); lower the sensitivity or set allow_weaker_assurance, which is logged", r.Sensitivity)
+		}
+	case s.StaticKeyHeader != "":
+		bad("static_key_header", "is only used with allow_static_keys: true")
+	}
+
 	if len(errs) > 0 {
 		return nil, errs
 	}
 	return r, nil
+}
+
+// checkKeyHeader accepts an HTTP field name (RFC 9110 token) that is not
+// one the gateway reads or sets itself.
+func checkKeyHeader(h string) error {
+	if len(h) > MaxNameLen {
+		return fmt.Errorf("is longer than %d bytes", MaxNameLen)
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
+			continue
+		}
+		return fmt.Errorf("%q is not an HTTP header name", h)
+	}
+	switch k := http.CanonicalHeaderKey(h); {
+	case k == "Authorization" || k == "Dpop" || k == "Cookie" || k == "Host" || strings.HasPrefix(k, "X-Keybound-"):
+		return fmt.Errorf("%q is reserved; use a header such as %s", h, DefaultStaticKeyHeader)
+	}
+	return nil
 }
 
 func checkName(n string) error {

@@ -33,3 +33,7 @@ const (
 // ConfigKey is the configuration key under which the routes live; Compile
 // prefixes every problem with it ("gateway.routes[2].path: ...").
 const ConfigKey = "gateway.routes"
+
+// DefaultStaticKeyHeader is where a route that allows static API keys reads
+// them when static_key_header is not set.
+const DefaultStaticKeyHeader = "X-Api-Key"

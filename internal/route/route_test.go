@@ -123,6 +123,12 @@ func TestCompileErrors(t *testing.T) {
 			func() Spec { s := spec("a", "/x"); s.Host = "API.example.com"; return s }(),
 			func() Spec { s := spec("b", "/x"); s.Host = "api.example.com."; return s }(),
 		}, []string{"gateway.routes[1].path:", "ambiguous"}},
+		{"static keys on confidential", with(func(s *Spec) { s.Sensitivity, s.AllowStaticKeys = "confidential", true }), []string{"gateway.routes[1].allow_static_keys:", "allow_weaker_assurance"}},
+		{"static keys on restricted", with(func(s *Spec) { s.Sensitivity, s.AllowStaticKeys = "restricted", true }), []string{"gateway.routes[1].allow_static_keys:"}},
+		{"key header without static keys", with(func(s *Spec) { s.StaticKeyHeader = "X-Key" }), []string{"gateway.routes[1].static_key_header:", "allow_static_keys"}},
+		{"key header not a token", with(func(s *Spec) { s.AllowStaticKeys, s.StaticKeyHeader = true, "X Key" }), []string{"gateway.routes[1].static_key_header:", "not an HTTP header name"}},
+		{"key header authorization", with(func(s *Spec) { s.AllowStaticKeys, s.StaticKeyHeader = true, "authorization" }), []string{"gateway.routes[1].static_key_header:", "reserved"}},
+		{"key header keybound", with(func(s *Spec) { s.AllowStaticKeys, s.StaticKeyHeader = true, "X-Keybound-Client-Id" }), []string{"gateway.routes[1].static_key_header:", "reserved"}},
 		{"too many routes", make([]Spec, MaxRoutes+1), []string{"gateway.routes: 1001 routes"}},
 		{"every problem reported", []Spec{{}}, []string{
 			"gateway.routes[0].name:", "gateway.routes[0].path:", "gateway.routes[0].upstream:", "gateway.routes[0].sensitivity:",
@@ -178,6 +184,22 @@ func TestCompileAccepts(t *testing.T) {
 	}
 	if tb.Routes()[1].Limit != (Rate{}) || !tb.Routes()[1].Limit.IsZero() {
 		t.Error("route without rate_limit has a limit")
+	}
+}
+
+func TestStaticKeyHeader(t *testing.T) {
+	def := spec("def", "/a")
+	def.AllowStaticKeys = true
+	custom := spec("custom", "/b")
+	custom.AllowStaticKeys, custom.StaticKeyHeader = true, "x-partner-token"
+	over := spec("over", "/c")
+	over.Sensitivity, over.AllowStaticKeys, over.AllowWeakerAssurance = "confidential", true, true
+	none := spec("none", "/d")
+	tb := mustCompile(t, def, custom, over, none)
+	for i, want := range []string{"X-Api-Key", "X-Partner-Token", "X-Api-Key", ""} {
+		if got := tb.Routes()[i].StaticKeyHeader; got != want {
+			t.Errorf("route %s: StaticKeyHeader = %q, want %q", tb.Routes()[i].Name, got, want)
+		}
 	}
 }
 

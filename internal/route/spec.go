@@ -30,9 +30,14 @@ type Spec struct {
 	Sensitivity string `yaml:"sensitivity"`
 	// RateLimit is the per-identity limit; nil means none of its own.
 	RateLimit *RateSpec `yaml:"rate_limit"`
-	// AllowStaticKeys lets clients with static (legacy secret) credentials
-	// call the route.
+	// AllowStaticKeys lets clients registered with a legacy static secret
+	// call the route by presenting the secret itself in StaticKeyHeader: the
+	// migration path for callers that cannot get a token yet. Only public
+	// and internal routes may, unless AllowWeakerAssurance is set.
 	AllowStaticKeys bool `yaml:"allow_static_keys"`
+	// StaticKeyHeader is the request header carrying the key; default
+	// X-API-Key. The gateway removes it before proxying.
+	StaticKeyHeader string `yaml:"static_key_header"`
 	// AllowWeakerAssurance is the explicit, logged override of the
 	// sensitivity floor.
 	AllowWeakerAssurance bool `yaml:"allow_weaker_assurance"`

@@ -140,6 +140,10 @@ type AuditSummaryRow struct {
 type Store interface {
 	CreateClient(ctx context.Context, c *identity.Client, ev AdminEvent) error
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
+	// GetClientBySecretLookup finds the client whose secret has the given
+	// lookup digest (identity.SecretLookup): how a static API key, sent
+	// without a client id, is resolved. ErrNotFound when none has.
+	GetClientBySecretLookup(ctx context.Context, lookup []byte) (*identity.Client, error)
 	ListClients(ctx context.Context, f ClientFilter) ([]*identity.Client, error)
 	// UpdateClient replaces the stored client whose UpdatedAt equals
 	// prevUpdatedAt; otherwise it returns ErrStale (or ErrNotFound).

@@ -17,7 +17,7 @@ import (
 const clientColumns = `id, name, owner, purpose, environment, vendor, status,
 	created_at, updated_at, expires_at, scopes, audiences, auth_method, jwks,
 	tls_subject_dn, tls_san_uri, tls_san_dns, secret_salt, secret_hash,
-	binding, token_lifetime`
+	secret_lookup, binding, token_lifetime`
 
 const getClientSQL = `SELECT ` + clientColumns + ` FROM clients WHERE id = ?`
 
@@ -44,7 +44,7 @@ func clientArgs(c *identity.Client) ([]any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: encode audiences: %w", err)
 	}
-	var salt, hash any
+	var salt, hash, lookup any
 	if c.Secret != nil {
 		if len(c.Secret.Salt) == 0 || len(c.Secret.Hash) == 0 {
 			// A half-empty hash could never verify; storing it would hide
@@ -52,12 +52,15 @@ func clientArgs(c *identity.Client) ([]any, error) {
 			return nil, errors.New("sqlite: client secret hash has an empty salt or hash")
 		}
 		salt, hash = c.Secret.Salt, c.Secret.Hash
+		if len(c.Secret.Lookup) > 0 {
+			lookup = c.Secret.Lookup
+		}
 	}
 	return []any{
 		c.Name, c.Owner, c.Purpose, c.Environment, c.Vendor, string(c.Status),
 		created, updated, expires, scopes, audiences, string(c.AuthMethod), nilIfEmpty(c.JWKS),
 		c.TLSSubjectDN, c.TLSSANURI, c.TLSSANDNS, salt, hash,
-		string(c.Binding), int64(c.TokenLifetime),
+		lookup, string(c.Binding), int64(c.TokenLifetime),
 		c.ID,
 	}, nil
 }
@@ -71,13 +74,13 @@ func scanClient(r scanner) (*identity.Client, error) {
 		status, authMethod, bind  string
 		created, updated, expires sql.NullInt64
 		scopes, audiences         string
-		jwks, salt, hash          []byte
+		jwks, salt, hash, lookup  []byte
 		lifetime                  int64
 	)
 	if err := r.Scan(&c.ID, &c.Name, &c.Owner, &c.Purpose, &c.Environment, &c.Vendor, &status,
 		&created, &updated, &expires, &scopes, &audiences, &authMethod, &jwks,
 		&c.TLSSubjectDN, &c.TLSSANURI, &c.TLSSANDNS, &salt, &hash,
-		&bind, &lifetime); err != nil {
+		&lookup, &bind, &lifetime); err != nil {
 		return nil, err
 	}
 	var err error
@@ -95,7 +98,7 @@ func scanClient(r scanner) (*identity.Client, error) {
 		c.JWKS = jwks
 	}
 	if salt != nil || hash != nil {
-		c.Secret = &identity.SecretHash{Salt: salt, Hash: hash}
+		c.Secret = &identity.SecretHash{Salt: salt, Hash: hash, Lookup: lookup}
 	}
 	c.TokenLifetime = time.Duration(lifetime)
 	return &c, nil
@@ -120,8 +123,8 @@ func (s *Store) CreateClient(ctx context.Context, c *identity.Client, ev store.A
 			name, owner, purpose, environment, vendor, status,
 			created_at, updated_at, expires_at, scopes, audiences, auth_method, jwks,
 			tls_subject_dn, tls_san_uri, tls_san_dns, secret_salt, secret_hash,
-			binding, token_lifetime, id
-		) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			secret_lookup, binding, token_lifetime, id
+		) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return wrap("create client", err)
 		}
 		return insertEvent(ctx, tx, evArgs)
@@ -136,6 +139,22 @@ func (s *Store) GetClient(ctx context.Context, id string) (*identity.Client, err
 	}
 	if err != nil {
 		return nil, wrap("get client", err)
+	}
+	return c, nil
+}
+
+// GetClientBySecretLookup returns the client whose secret has the lookup
+// digest (identity.SecretLookup), or store.ErrNotFound.
+func (s *Store) GetClientBySecretLookup(ctx context.Context, lookup []byte) (*identity.Client, error) {
+	if len(lookup) == 0 {
+		return nil, fmt.Errorf("sqlite: get client by secret: %w", store.ErrNotFound)
+	}
+	c, err := scanClient(s.read.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE secret_lookup = ?`, lookup))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("sqlite: get client by secret: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, wrap("get client by secret", err)
 	}
 	return c, nil
 }
@@ -212,7 +231,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *identity.Client, prevUpdate
 			name = ?, owner = ?, purpose = ?, environment = ?, vendor = ?, status = ?,
 			created_at = ?, updated_at = ?, expires_at = ?, scopes = ?, audiences = ?, auth_method = ?, jwks = ?,
 			tls_subject_dn = ?, tls_san_uri = ?, tls_san_dns = ?, secret_salt = ?, secret_hash = ?,
-			binding = ?, token_lifetime = ?
+			secret_lookup = ?, binding = ?, token_lifetime = ?
 			WHERE id = ? AND updated_at IS ?`, append(args, prev)...)
 		if err != nil {
 			return wrap("update client", err)

@@ -83,6 +83,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ClientRoundTrip", testClientRoundTrip},
 		{"CreateClientConflict", testCreateConflict},
 		{"GetClientNotFound", testGetNotFound},
+		{"GetClientBySecretLookup", testSecretLookup},
 		{"ReturnedClientIsACopy", testReturnedCopy},
 		{"ListClients", testListClients},
 		{"UpdateClient", testUpdateClient},
@@ -125,7 +126,7 @@ func fullClient(id string) *identity.Client {
 		TLSSubjectDN:  "CN=billing,O=Example",
 		TLSSANURI:     "spiffe://example.org/billing",
 		TLSSANDNS:     "billing.internal.example",
-		Secret:        &identity.SecretHash{Salt: bytes.Repeat([]byte{0x5a}, 16), Hash: bytes.Repeat([]byte{0xa5}, 32)},
+		Secret:        &identity.SecretHash{Salt: bytes.Repeat([]byte{0x5a}, 16), Hash: bytes.Repeat([]byte{0xa5}, 32), Lookup: identity.SecretLookup("secret of " + id)},
 		Binding:       identity.BindingDPoP,
 		TokenLifetime: 5*time.Minute + 7*time.Nanosecond,
 	}
@@ -167,6 +168,9 @@ func normClient(c *identity.Client) identity.Client {
 		}
 		if len(s.Hash) == 0 {
 			s.Hash = nil
+		}
+		if len(s.Lookup) == 0 {
+			s.Lookup = nil
 		}
 		n.Secret = &s
 	}
@@ -321,6 +325,57 @@ func testGetNotFound(t *testing.T, newStore func(*testing.T) store.Store) {
 		if _, err := s.GetClient(t.Context(), id); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("GetClient(%q): got %v, want ErrNotFound", id, err)
 		}
+	}
+}
+
+func testSecretLookup(t *testing.T, newStore func(*testing.T) store.Store) {
+	s := newStore(t)
+	ctx := t.Context()
+	l1, l2 := bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)
+	c := fullClient("k1")
+	c.Secret.Lookup = l1
+	mustCreate(t, s, c)
+	mustCreate(t, s, minimalClient("no-secret"))
+
+	got, err := s.GetClientBySecretLookup(ctx, l1)
+	if err != nil || got.ID != "k1" {
+		t.Fatalf("GetClientBySecretLookup(l1) = %v, %v; want client k1", got, err)
+	}
+	if d := diffClient(c, got); d != "" {
+		t.Errorf("client found by lookup differs: %s", d)
+	}
+	for name, l := range map[string][]byte{"unknown": l2, "empty": nil, "prefix": l1[:16]} {
+		if _, err := s.GetClientBySecretLookup(ctx, l); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("GetClientBySecretLookup(%s): got %v, want ErrNotFound", name, err)
+		}
+	}
+
+	// Two clients can never share a lookup digest: the second is refused and
+	// writes nothing.
+	dup := fullClient("k2")
+	dup.Secret.Lookup = l1
+	if err := s.CreateClient(ctx, dup, event("client.create", "k2", time.Second)); !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("CreateClient with a taken lookup: got %v, want ErrConflict", err)
+	}
+	if _, err := s.GetClient(ctx, "k2"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("the refused client was stored: %v", err)
+	}
+
+	// A rotated secret is found by its new digest only.
+	cur := mustGet(t, s, "k1")
+	next := *cur
+	sec := *cur.Secret
+	sec.Lookup = l2
+	next.Secret = &sec
+	next.UpdatedAt = cur.UpdatedAt.Add(time.Minute)
+	if err := s.UpdateClient(ctx, &next, cur.UpdatedAt, event("client.rotate", "k1", 2*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetClientBySecretLookup(ctx, l1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("old digest after rotation: got %v, want ErrNotFound", err)
+	}
+	if got, err := s.GetClientBySecretLookup(ctx, l2); err != nil || got.ID != "k1" {
+		t.Errorf("new digest after rotation = %v, %v; want client k1", got, err)
 	}
 }
 
