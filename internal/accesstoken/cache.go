@@ -3,6 +3,7 @@ package accesstoken
 import (
 	"crypto/sha256"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -32,6 +33,24 @@ type Cache struct {
 type cacheShard struct {
 	mu sync.RWMutex
 	m  map[[32]byte]*Claims
+	// hits and misses are per shard so that counting does not become one
+	// contended cache line.
+	hits, misses atomic.Uint64
+}
+
+// CacheStats counts lookups since the cache was made.
+type CacheStats struct {
+	Hits, Misses uint64
+}
+
+// Stats sums the shards' counters.
+func (c *Cache) Stats() CacheStats {
+	var s CacheStats
+	for i := range c.shards {
+		s.Hits += c.shards[i].hits.Load()
+		s.Misses += c.shards[i].misses.Load()
+	}
+	return s
 }
 
 // NewCache wraps next with a cache of at most maxEntries tokens.
@@ -61,12 +80,14 @@ func (c *Cache) Verify(token string) (*Claims, error) {
 	sh.mu.RUnlock()
 	if ok {
 		if now.Before(cl.Expiry) {
+			sh.hits.Add(1)
 			return cl, nil
 		}
 		sh.mu.Lock()
 		delete(sh.m, sum)
 		sh.mu.Unlock()
 	}
+	sh.misses.Add(1)
 	cl, err := c.next.Verify(token)
 	if err != nil {
 		return nil, err

@@ -42,6 +42,9 @@ func TestCache(t *testing.T) {
 	if inner.calls != 3 {
 		t.Errorf("failures were cached: %d calls", inner.calls)
 	}
+	if st := c.Stats(); st != (CacheStats{Hits: 2, Misses: 3}) {
+		t.Errorf("Stats = %+v, want 2 hits (t1 twice) and 3 misses (t1 once, bad twice)", st)
+	}
 	// At expiry the entry is not used.
 	now = now.Add(time.Minute)
 	inner.exp = now.Add(time.Minute)

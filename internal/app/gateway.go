@@ -103,6 +103,7 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 		return err
 	}
 	gp.gw = gw
+	registerGatewayMetrics(reg, gp.audit, checker.Tokens, base.Clients)
 	gp.handler = web.Middleware(gw, cfg.Server.MaxBodyBytes, a.log)
 	clientAuth := tls.RequestClientCert
 	if cfg.Gateway.RequireClientCert {

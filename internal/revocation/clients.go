@@ -3,6 +3,7 @@ package revocation
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keybound/keybound/internal/identity"
@@ -30,7 +31,13 @@ type Clients struct {
 
 	mu      sync.RWMutex
 	entries map[string]clientEntry
+
+	hits, misses atomic.Uint64
 }
+
+// Stats returns how many lookups were answered from the cache (hits) and
+// how many read the store (misses).
+func (cc *Clients) Stats() (hits, misses uint64) { return cc.hits.Load(), cc.misses.Load() }
 
 type clientEntry struct {
 	c       *identity.Client
@@ -57,8 +64,10 @@ func (cc *Clients) GetClient(ctx context.Context, id string) (*identity.Client, 
 	e, ok := cc.entries[id]
 	cc.mu.RUnlock()
 	if ok && now.Sub(e.fetched) < cc.ttl {
+		cc.hits.Add(1)
 		return e.c, nil
 	}
+	cc.misses.Add(1)
 	c, err := cc.src.GetClient(ctx, id)
 	if err != nil {
 		cc.Invalidate(id)

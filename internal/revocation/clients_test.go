@@ -44,6 +44,9 @@ func TestClientsCache(t *testing.T) {
 	if get() != identity.StatusActive || get() != identity.StatusActive || src.calls != 1 {
 		t.Fatalf("want one store read for two lookups, got %d", src.calls)
 	}
+	if h, m := cc.Stats(); h != 1 || m != 1 {
+		t.Errorf("Stats = %d hits, %d misses; want 1 and 1", h, m)
+	}
 	// Another node suspends: seen once the entry is a TTL old.
 	src.status = identity.StatusSuspended
 	now = now.Add(999 * time.Millisecond)
