@@ -1,6 +1,7 @@
 // Package adminapi is the admin HTTP API over the inventory and the key
 // ring: register, list, show, suspend, resume and revoke machine identities,
-// read the admin audit log, and rotate signing keys. Registration uses the
+// read the admin audit log, query the gateway audit trail, rotate signing
+// keys and reload the gateway's routes. Registration uses the
 // metadata names of OAuth Dynamic Client Registration (RFC 7591/7592).
 //
 // It accepts no static password: every call carries a DPoP- or
@@ -70,6 +71,8 @@ type API struct {
 	Keys      KeyRotator
 	// Routes reloads the gateway's routes; nil when no gateway runs.
 	Routes RouteReloader
+	// Audit is the gateway audit trail to query; nil answers 501.
+	Audit AuditTrail
 	Auth   *protect.Checker
 	// BaseURL is the public base of this listener (the issuer), used to
 	// rebuild the URL a client signed in its DPoP proof.
@@ -90,6 +93,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"/clients/{id}/resume", a.wrap(a.changeStatus("resume")))
 	mux.Handle("POST "+Prefix+"/clients/{id}/revoke", a.wrap(a.changeStatus("revoke")))
 	mux.Handle("GET "+Prefix+"/events", a.wrap(a.listEvents))
+	mux.Handle("GET "+Prefix+"/audit/events", a.wrap(a.listAuditEvents))
+	mux.Handle("GET "+Prefix+"/audit/summary", a.wrap(a.summarizeAudit))
 	mux.Handle("POST "+Prefix+"/keys/rotate", a.wrap(a.rotateKeys))
 	mux.Handle("POST "+Prefix+"/gateway/reload", a.wrap(a.reloadRoutes))
 }

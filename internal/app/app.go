@@ -220,7 +220,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if nonces != nil {
 		checker.Nonces = nonces
 	}
-	admin := &adminapi.API{Inventory: inv, Events: st, Keys: a.ring, Auth: checker, BaseURL: issuer, Log: log}
+	admin := &adminapi.API{Inventory: inv, Events: st, Audit: st, Keys: a.ring, Auth: checker, BaseURL: issuer, Log: log}
 
 	a.AdminFile, err = ensureAdmin(ctx, inv, st, cfg, issuer, log)
 	if err != nil {

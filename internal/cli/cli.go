@@ -63,6 +63,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newProofCmd(g),
 		newAssertionCmd(g),
 		newAdminLogCmd(g),
+		newAuditCmd(g),
 	)
 	// Group commands (client, keys) have no action of their own; cobra would
 	// answer an unknown subcommand with help and exit 0. Refuse it instead.
