@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/keybound/keybound/internal/audit"
 	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/gateway"
+	"github.com/keybound/keybound/internal/keys"
 	"github.com/keybound/keybound/internal/protect"
 	"github.com/keybound/keybound/internal/ratelimit"
 	"github.com/keybound/keybound/internal/route"
@@ -84,7 +87,13 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 		Log:        a.log,
 	})
 	checker := *base
-	checker.Tokens = accesstoken.NewCache(base.Tokens, tokenCacheEntries, nil)
+	tokens := base.Tokens
+	if cfg.Gateway.JWKSURL != "" {
+		if tokens, err = a.remoteTokens(cfg.Gateway, reg); err != nil {
+			return err
+		}
+	}
+	checker.Tokens = accesstoken.NewCache(tokens, tokenCacheEntries, nil)
 	checker.Audience = ""
 	checker.Realm = "keybound-gateway"
 	gw, err := gateway.New(gateway.Config{
@@ -112,6 +121,45 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 	gp.tlsConf = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}, ClientAuth: clientAuth, NextProtos: []string{"h2", "http/1.1"}}
 	a.gateway = gp
 	return nil
+}
+
+// remoteTokens builds the verifier of tokens from a token service in another
+// process: its JWK Set is fetched from gateway.jwks_url and cached
+// (keys.Remote), and iss must be gateway.issuer. The first fetch happens
+// here; if the issuer cannot be reached, keybound still starts and every
+// token is refused until a later fetch succeeds.
+func (a *App) remoteTokens(gc config.Gateway, reg prometheus.Registerer) (*accesstoken.Verifier, error) {
+	var roots *x509.CertPool
+	if gc.IssuerCAFile != "" {
+		p, err := CAPool(gc.IssuerCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("app: gateway.issuer_ca_file: %w", err)
+		}
+		roots = p
+	}
+	remote, err := keys.NewRemote(keys.RemoteConfig{URL: gc.JWKSURL, RootCAs: roots, Log: a.log})
+	if err != nil {
+		return nil, fmt.Errorf("app: gateway.jwks_url: %w", err)
+	}
+	reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keybound_gateway_jwks_fetches_total",
+			Help: "Fetches of the issuer's JWK Set (gateway.jwks_url).",
+		}, func() float64 { return float64(remote.Stats().Fetches) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "keybound_gateway_jwks_fetch_failures_total",
+			Help: "Fetches of the issuer's JWK Set that failed or were refused; the last good set stays in use.",
+		}, func() float64 { return float64(remote.Stats().Failures) }),
+	)
+	ctx, cancel := context.WithTimeout(context.Background(), keys.DefaultRemoteTimeout)
+	defer cancel()
+	if err := remote.Refresh(ctx); err != nil {
+		a.log.Warn("gateway: the issuer's JWK Set could not be fetched at start; tokens are refused until it can be", "jwks_url", gc.JWKSURL, "error", err)
+	} else {
+		a.log.Info("gateway verifies tokens of a separate issuer", "issuer", gc.Issuer, "jwks_url", gc.JWKSURL, "keys", remote.Stats().Keys)
+	}
+	// The same clock-skew leeway as the token service's own verifier.
+	return &accesstoken.Verifier{Keys: remote, Issuer: gc.Issuer, Leeway: 30 * time.Second}, nil
 }
 
 // ReloadRoutes re-reads the configuration file, compiles its routes and

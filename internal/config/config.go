@@ -84,7 +84,8 @@ type DPoP struct {
 	Algorithms []string `yaml:"algorithms"`
 	// Window is how old a proof's iat may be.
 	Window time.Duration `yaml:"window"`
-	// RequireNonce makes the token endpoint demand a server nonce.
+	// RequireNonce makes the token endpoint, the admin API and the gateway
+	// demand a server nonce in every DPoP proof (RFC 9449 section 8).
 	RequireNonce bool `yaml:"require_nonce"`
 }
 
@@ -117,6 +118,16 @@ type Gateway struct {
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	Audit           Audit         `yaml:"audit"`
 	Routes          []route.Spec  `yaml:"routes"`
+
+	// Issuer and JWKSURL, set together, make the gateway verify tokens of a
+	// token service in another process: Issuer is the exact iss they carry
+	// and JWKSURL (https) the JWK Set they are verified with, fetched and
+	// cached. Unset, tokens are verified with this process's key ring.
+	Issuer  string `yaml:"issuer"`
+	JWKSURL string `yaml:"jwks_url"`
+	// IssuerCAFile is a PEM bundle of the CAs trusted for JWKSURL's TLS
+	// certificate, instead of the system roots.
+	IssuerCAFile string `yaml:"issuer_ca_file"`
 }
 
 // Audit configures the gateway's audit trail.
@@ -295,6 +306,7 @@ func (c *Config) Validate() error {
 	if c.Gateway.UpstreamTimeout <= 0 {
 		bad("gateway.upstream_timeout", "must be positive")
 	}
+	c.validateGatewayIssuer(bad)
 	if c.Gateway.Audit.QueueSize < 16 || c.Gateway.Audit.QueueSize > 1<<22 {
 		bad("gateway.audit.queue_size", "must be between 16 and %d, not %d", 1<<22, c.Gateway.Audit.QueueSize)
 	}
@@ -357,6 +369,39 @@ func (c *Config) Validate() error {
 		return nil
 	}
 	return &ValidationError{Problems: errs}
+}
+
+// validateGatewayIssuer checks the settings of a separate token service
+// whose tokens the gateway verifies.
+func (c *Config) validateGatewayIssuer(bad func(key, format string, args ...any)) {
+	g := c.Gateway
+	if g.Issuer == "" && g.JWKSURL == "" {
+		if g.IssuerCAFile != "" {
+			bad("gateway.issuer_ca_file", "is used only with gateway.jwks_url; set gateway.issuer and gateway.jwks_url, or remove it")
+		}
+		return
+	}
+	if g.Issuer == "" {
+		bad("gateway.issuer", "must be set with gateway.jwks_url: the exact iss of the tokens its keys verify")
+	}
+	if g.JWKSURL == "" {
+		bad("gateway.jwks_url", "must be set with gateway.issuer: the issuer's JWK Set, such as https://issuer.example/oauth2/jwks")
+	}
+	if g.Addr == "" {
+		bad("gateway.jwks_url", "has no effect without gateway.addr (the gateway is not running)")
+	}
+	if g.Issuer != "" {
+		u, err := url.Parse(g.Issuer)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad("gateway.issuer", "must be the token service's issuer: an https URL with no query or fragment (RFC 8414 section 2), not %q", g.Issuer)
+		}
+	}
+	if g.JWKSURL != "" {
+		u, err := url.Parse(g.JWKSURL)
+		if err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil || u.Fragment != "" {
+			bad("gateway.jwks_url", "must be an https URL with no user info or fragment, such as https://issuer.example/oauth2/jwks, not %q", g.JWKSURL)
+		}
+	}
 }
 
 // ValidationError lists every invalid setting.

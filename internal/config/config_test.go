@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -163,5 +164,71 @@ gateway:
 	unknown := Default()
 	if err := unknown.LoadYAML([]byte("gateway:\n  routes:\n    - name: x\n      pathh: /x\n")); err == nil || !strings.Contains(err.Error(), "pathh") {
 		t.Errorf("unknown route key accepted: %v", err)
+	}
+}
+
+func TestGatewaySeparateIssuer(t *testing.T) {
+	c := Default()
+	if err := c.LoadYAML([]byte(`
+gateway:
+  addr: 127.0.0.1:9443
+  issuer: https://auth.example.com
+  jwks_url: https://auth.example.com/oauth2/jwks
+  issuer_ca_file: /etc/keybound/issuer-ca.pem
+`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if c.Gateway.Issuer != "https://auth.example.com" || c.Gateway.JWKSURL != "https://auth.example.com/oauth2/jwks" || c.Gateway.IssuerCAFile != "/etc/keybound/issuer-ca.pem" {
+		t.Errorf("gateway = %+v", c.Gateway)
+	}
+
+	tests := []struct {
+		name                   string
+		addr, iss, jwks, cafil string
+		wantKeys               []string // each must be named; nil means valid
+	}{
+		{"unset", "127.0.0.1:9443", "", "", "", nil},
+		{"both set", "127.0.0.1:9443", "https://auth.example.com", "https://auth.example.com/oauth2/jwks", "", nil},
+		{"jwks_url with a query", "127.0.0.1:9443", "https://auth.example.com", "https://auth.example.com/jwks?tenant=a", "", nil},
+		{"issuer alone", "127.0.0.1:9443", "https://auth.example.com", "", "", []string{"gateway.jwks_url"}},
+		{"jwks_url alone", "127.0.0.1:9443", "", "https://auth.example.com/oauth2/jwks", "", []string{"gateway.issuer"}},
+		{"plain http jwks_url", "127.0.0.1:9443", "https://auth.example.com", "http://auth.example.com/oauth2/jwks", "", []string{"gateway.jwks_url"}},
+		{"jwks_url with user info", "127.0.0.1:9443", "https://auth.example.com", "https://u:p@auth.example.com/jwks", "", []string{"gateway.jwks_url"}},
+		{"jwks_url with fragment", "127.0.0.1:9443", "https://auth.example.com", "https://auth.example.com/jwks#x", "", []string{"gateway.jwks_url"}},
+		{"jwks_url without host", "127.0.0.1:9443", "https://auth.example.com", "https:///jwks", "", []string{"gateway.jwks_url"}},
+		{"http issuer", "127.0.0.1:9443", "http://auth.example.com", "https://auth.example.com/jwks", "", []string{"gateway.issuer"}},
+		{"issuer with query", "127.0.0.1:9443", "https://auth.example.com?a=b", "https://auth.example.com/jwks", "", []string{"gateway.issuer"}},
+		{"issuer not a URL", "127.0.0.1:9443", "auth.example.com", "https://auth.example.com/jwks", "", []string{"gateway.issuer"}},
+		{"no gateway", "", "https://auth.example.com", "https://auth.example.com/jwks", "", []string{"gateway.jwks_url"}},
+		{"ca file without jwks_url", "127.0.0.1:9443", "", "", "/ca.pem", []string{"gateway.issuer_ca_file"}},
+		{"ca file with jwks_url", "127.0.0.1:9443", "https://auth.example.com", "https://auth.example.com/jwks", "/ca.pem", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			c.Gateway.Addr, c.Gateway.Issuer, c.Gateway.JWKSURL, c.Gateway.IssuerCAFile = tt.addr, tt.iss, tt.jwks, tt.cafil
+			err := c.Validate()
+			if tt.wantKeys == nil {
+				if err != nil {
+					t.Fatalf("valid settings refused: %v", err)
+				}
+				return
+			}
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("err = %v, want a ValidationError", err)
+			}
+			if len(ve.Problems) != len(tt.wantKeys) {
+				t.Errorf("%d problems, want %d: %v", len(ve.Problems), len(tt.wantKeys), err)
+			}
+			for _, key := range tt.wantKeys {
+				if !strings.Contains(err.Error(), key+":") {
+					t.Errorf("error does not name %s: %v", key, err)
+				}
+			}
+		})
 	}
 }

@@ -2,8 +2,10 @@
 // publishes each one before it signs, rotates on a schedule, retires the old
 // key and keeps it in the JWK Set until every token it signed has expired.
 //
-// It must not issue or verify tokens (accesstoken does), serve HTTP
-// (authserver serves the JWKS it builds) or fetch remote key sets.
+// It must not issue or verify tokens (accesstoken does) or serve HTTP
+// (authserver serves the JWKS it builds). Remote (remote.go) is the other
+// side: it fetches and caches another issuer's JWK Set for a gateway that
+// verifies tokens it did not sign.
 //
 // A key's life, all driven by Tick against an injected clock:
 //
