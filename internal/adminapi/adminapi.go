@@ -1,7 +1,8 @@
 // Package adminapi is the admin HTTP API over the inventory and the key
 // ring: register, list, show, suspend, resume and revoke machine identities,
-// read the admin audit log, query the gateway audit trail, rotate signing
-// keys and reload the gateway's routes. Registration uses the
+// read the admin audit log, query the gateway audit trail and its usage
+// analytics, produce the posture report, rotate signing keys and reload
+// the gateway's routes. Registration uses the
 // metadata names of OAuth Dynamic Client Registration (RFC 7591/7592).
 //
 // It accepts no static password: every call carries a DPoP- or
@@ -46,6 +47,8 @@ type Inventory interface {
 	Suspend(ctx context.Context, actor, id, reason string) (*identity.Client, error)
 	Resume(ctx context.Context, actor, id, reason string) (*identity.Client, error)
 	Revoke(ctx context.Context, actor, id, reason string) (*identity.Client, error)
+	Import(ctx context.Context, actor string, rows []inventory.ImportRow, dryRun bool) ([]*identity.Client, error)
+	MatchSecrets(ctx context.Context, actor, source string, sightings []inventory.Sighting) ([]inventory.SecretMatch, error)
 }
 
 // EventLog reads and appends the admin audit log.
@@ -71,9 +74,17 @@ type API struct {
 	Keys      KeyRotator
 	// Routes reloads the gateway's routes; nil when no gateway runs.
 	Routes RouteReloader
+	// Certs is the workload CA; nil serves no certificate endpoints.
+	Certs CertAuthority
 	// Audit is the gateway audit trail to query; nil answers 501.
 	Audit AuditTrail
-	Auth   *protect.Checker
+	// Usage is the audit trail's usage rollups and the posture snapshots;
+	// nil answers 501.
+	Usage UsageStore
+	// RouteTable lists the gateway's running routes; nil when no gateway
+	// runs (what needs the routes is then reported as not tracked).
+	RouteTable RouteLister
+	Auth       *protect.Checker
 	// BaseURL is the public base of this listener (the issuer), used to
 	// rebuild the URL a client signed in its DPoP proof.
 	BaseURL string
@@ -95,8 +106,15 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+Prefix+"/events", a.wrap(a.listEvents))
 	mux.Handle("GET "+Prefix+"/audit/events", a.wrap(a.listAuditEvents))
 	mux.Handle("GET "+Prefix+"/audit/summary", a.wrap(a.summarizeAudit))
+	mux.Handle("GET "+Prefix+"/usage", a.wrap(a.getUsage))
+	mux.Handle("GET "+Prefix+"/reports/posture", a.wrap(a.postureReport))
 	mux.Handle("POST "+Prefix+"/keys/rotate", a.wrap(a.rotateKeys))
 	mux.Handle("POST "+Prefix+"/gateway/reload", a.wrap(a.reloadRoutes))
+	mux.Handle("POST "+Prefix+"/clients:import", a.wrap(a.importClients))
+	mux.Handle("POST "+Prefix+"/secrets/match", a.wrap(a.matchSecrets))
+	if a.Certs != nil {
+		a.registerCerts(mux)
+	}
 }
 
 func (a *API) wrap(h handlerFunc) http.Handler {

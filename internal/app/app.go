@@ -42,6 +42,8 @@ import (
 	"github.com/keybound/keybound/internal/store"
 	"github.com/keybound/keybound/internal/store/sqlite"
 	"github.com/keybound/keybound/internal/web"
+	"github.com/keybound/keybound/internal/workload"
+	"github.com/keybound/keybound/internal/workloadapi"
 )
 
 // Schedules of the background loops.
@@ -50,6 +52,9 @@ const (
 	revocationSync  = time.Second
 	purgeEvery      = time.Hour
 	replayCacheSize = 1 << 20
+	// certRetention is how long an expired workload certificate stays in
+	// the inventory before the hourly purge removes it.
+	certRetention = 30 * 24 * time.Hour
 )
 
 // App is a built, not yet serving, keybound.
@@ -59,6 +64,7 @@ type App struct {
 	store    *sqlite.Store
 	ring     *keys.Ring
 	revoked  *revocation.View
+	workload *workload.Service
 	handler  http.Handler
 	tlsConf  *tls.Config
 	ready    chan struct{}
@@ -126,6 +132,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, fmt.Errorf("app: server certificate: %w", err)
 	}
 	clientCAs := authority.Pool()
+	wlIssuer, err := loadWorkloadIssuer(cfg, tlsDir, now)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range wlIssuer.Roots {
+		clientCAs.AddCert(r)
+	}
 	if cfg.Server.ClientCAFile != "" {
 		b, err := os.ReadFile(cfg.Server.ClientCAFile)
 		if err != nil {
@@ -155,6 +168,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 
 	a.revoked = revocation.New(st, nil)
 	if err := a.revoked.Sync(ctx); err != nil {
+		return nil, err
+	}
+	a.workload, err = workload.New(st, wlIssuer, workload.Config{
+		TrustDomain:       cfg.WorkloadCA.TrustDomain,
+		DefaultLifetime:   cfg.WorkloadCA.CertLifetime,
+		MaxLifetime:       cfg.WorkloadCA.MaxCertLifetime,
+		JoinTokenLifetime: cfg.WorkloadCA.JoinTokenLifetime,
+		CRLURL:            issuer + workloadapi.PathCRL,
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.workload.View.Sync(ctx); err != nil {
 		return nil, err
 	}
 
@@ -195,6 +221,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			MaxAssertionLifetime: cfg.Tokens.AssertionMaxLifetime,
 			ClientCAs:            clientCAs,
 			AllowStaticSecrets:   cfg.Tokens.AllowStaticSecrets,
+			Workload:             a.workload,
 		},
 		Proofs:      proofs,
 		Keys:        a.ring,
@@ -209,9 +236,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 
 	inv := &inventory.Service{
-		Store:    st,
-		Policy:   inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime},
-		OnChange: clients.Invalidate,
+		Store:  st,
+		Policy: inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime},
+		OnChange: func(id string) {
+			clients.Invalidate(id)
+			// A revoked identity's certificates go on the CRL too.
+			if err := a.workload.ClientChanged(context.WithoutCancel(ctx), id); err != nil {
+				log.Error("revoking the certificates of a revoked identity failed", "client_id", id, "error", err)
+			}
+		},
 	}
 	checker := &protect.Checker{
 		Tokens: tokens, Proofs: proofs, Revoked: a.revoked.Revoked, Clients: clients,
@@ -220,7 +253,17 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	if nonces != nil {
 		checker.Nonces = nonces
 	}
+	checker.Certs = a.workload
 	admin := &adminapi.API{Inventory: inv, Events: st, Audit: st, Keys: a.ring, Auth: checker, BaseURL: issuer, Log: log}
+	admin.Usage = st
+	admin.Certs = a.workload
+	enroll := &workloadapi.API{Service: a.workload, Log: log, Auth: &clientauth.Authenticator{
+		Clients:              clients,
+		NotFound:             errNotFound,
+		Replay:               assertionReplay{replays},
+		Audiences:            []string{issuer, issuer + workloadapi.PathEnroll},
+		MaxAssertionLifetime: cfg.Tokens.AssertionMaxLifetime,
+	}}
 
 	a.AdminFile, err = ensureAdmin(ctx, inv, st, cfg, issuer, log)
 	if err != nil {
@@ -232,11 +275,13 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		}
 		a.gateway.listener = a.gatewayListener
 		admin.Routes = a
+		admin.RouteTable = a
 	}
 
 	mux := http.NewServeMux()
 	srv.Register(mux)
 	admin.Register(mux)
+	enroll.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", a.handleReady)
 	if cfg.Server.Metrics {
@@ -348,11 +393,19 @@ func (a *App) background(ctx context.Context) {
 			if err := a.revoked.Sync(ctx); err != nil {
 				a.log.Error("revocation sync failed", "error", err)
 			}
+			if err := a.workload.View.Sync(ctx); err != nil {
+				a.log.Error("certificate revocation sync failed", "error", err)
+			}
 		case <-purgeT.C:
 			if n, err := a.store.PurgeExpired(ctx, time.Now()); err != nil {
 				a.log.Error("purge of expired revocations failed", "error", err)
 			} else if n > 0 {
 				a.log.Info("purged expired revocations", "count", n)
+			}
+			if n, err := a.store.PurgeCertificates(ctx, time.Now().Add(-certRetention)); err != nil {
+				a.log.Error("purge of expired workload certificates failed", "error", err)
+			} else if n > 0 {
+				a.log.Info("purged expired workload certificates and join tokens", "count", n)
 			}
 		}
 	}
@@ -384,6 +437,15 @@ func serverNames(issuer string, addrsOrURLs ...string) []string {
 		}
 	}
 	return names
+}
+
+// loadWorkloadIssuer loads the operator's workload CA, or keybound's own
+// root and intermediate in tlsDir (created on first start).
+func loadWorkloadIssuer(cfg config.Config, tlsDir string, now time.Time) (*ca.Issuer, error) {
+	if cfg.WorkloadCA.CertFile != "" {
+		return ca.LoadWorkloadIssuer(cfg.WorkloadCA.CertFile, cfg.WorkloadCA.KeyFile, now)
+	}
+	return ca.LoadOrCreateWorkload(tlsDir, cfg.WorkloadCA.TrustDomain, now)
 }
 
 // CAPool reads the CA certificate a CLI or test should trust.

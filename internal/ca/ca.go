@@ -1,7 +1,10 @@
-// Package ca is keybound's certificate authority: it creates (or loads) the
-// CA key pair in the data directory and issues certificates from it. Today it
-// issues the server certificate of the HTTPS listeners; workload client
-// certificates with SPIFFE IDs build on the same CA.
+// Package ca is keybound's certificate authorities: it creates (or loads)
+// the key pairs in the data directory and signs certificates with them. The
+// local CA (Authority) issues the server certificate of the HTTPS listeners;
+// the workload CA (Issuer: an ECDSA P-256 root and an intermediate, or an
+// operator-supplied CA) signs the workload client certificates and CRLs
+// that package workload decides to issue. It decides nothing about who gets
+// a certificate.
 //
 // It never writes a private key with permissions wider than 0600, and never
 // logs or returns one in a printable form.

@@ -64,6 +64,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newAssertionCmd(g),
 		newAdminLogCmd(g),
 		newAuditCmd(g),
+		newUsageCmd(g),
+		newReportCmd(g),
+		newScanCmd(g),
+		newImportCmd(g),
+		newCertCmd(g),
 	)
 	// Group commands (client, keys) have no action of their own; cobra would
 	// answer an unknown subcommand with help and exit 0. Refuse it instead.

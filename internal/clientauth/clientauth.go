@@ -97,6 +97,17 @@ var (
 	ErrBadCredential = errors.New("clientauth: credential does not prove the client")
 )
 
+// WorkloadCerts is keybound's workload CA as client authentication sees it.
+type WorkloadCerts interface {
+	// ClientOf returns the client a certificate of the workload CA was
+	// issued to, and false for any other certificate. It checks no
+	// signature: it is asked only about chains that verified.
+	ClientOf(cert *x509.Certificate) (string, bool)
+	// CheckCert returns an error for a certificate that was revoked or is
+	// outside its validity period, nil otherwise.
+	CheckCert(cert *x509.Certificate, now time.Time) error
+}
+
 // Authenticator authenticates token-endpoint clients.
 //
 // The zero value fails closed: with no Clients it refuses every request;
@@ -133,6 +144,11 @@ type Authenticator struct {
 	// and client_secret_post. False refuses them even for clients registered
 	// with them.
 	AllowStaticSecrets bool
+	// Workload, when set, is keybound's workload CA: a certificate it
+	// issued authenticates (tls_client_auth) the client it was issued to
+	// and no other, and a revoked or expired one is refused whatever the
+	// method. Nil: no workload CA.
+	Workload WorkloadCerts
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 
@@ -176,6 +192,14 @@ func (a *Authenticator) Authenticate(ctx context.Context, r Request) (*Result, e
 		return nil, err
 	}
 	if len(r.PeerCertificates) > 0 {
+		// Checked on every request, after the proof, outside the chain
+		// cache: a revocation applies at once, and a token is never bound
+		// to a certificate that may no longer be used.
+		if a.Workload != nil {
+			if err := a.Workload.CheckCert(r.PeerCertificates[0], a.now()); err != nil {
+				return nil, invalidClient("the client certificate has been revoked or has expired; renew it or enroll again", fmt.Errorf("%w: %w", ErrBadCredential, err))
+			}
+		}
 		res.CertThumbprint = certThumbprint(r.PeerCertificates[0])
 	}
 	return res, nil

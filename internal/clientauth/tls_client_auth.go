@@ -74,6 +74,17 @@ func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certific
 		}
 		a.chains.remember(ck, certs, now)
 	}
+	// A workload certificate names its client by SPIFFE ID, bound at
+	// issuance: it authenticates that client whatever subject is
+	// registered, and never another one.
+	if a.Workload != nil {
+		if id, ok := a.Workload.ClientOf(leaf); ok {
+			if id != c.ID {
+				return invalidClient("the client certificate was issued to another client", fmt.Errorf("%w: workload certificate of %q", ErrBadCredential, id))
+			}
+			return nil
+		}
+	}
 
 	set := 0
 	for _, v := range []string{c.TLSSubjectDN, c.TLSSANURI, c.TLSSANDNS} {

@@ -23,6 +23,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/keybound/keybound/internal/route"
+	"github.com/keybound/keybound/internal/workload"
 )
 
 // Config is every setting keybound reads. Zero values are replaced by
@@ -37,6 +38,8 @@ type Config struct {
 	Keys    Keys    `yaml:"keys"`
 	Clients Clients `yaml:"clients"`
 	Gateway Gateway `yaml:"gateway"`
+	// WorkloadCA issues short-lived X.509 client certificates to workloads.
+	WorkloadCA WorkloadCA `yaml:"workload_ca"`
 }
 
 // Log configures log/slog output.
@@ -141,6 +144,25 @@ type Audit struct {
 	FailClosed bool `yaml:"fail_closed"`
 }
 
+// WorkloadCA configures the CA that issues workload client certificates,
+// each naming its identity spiffe://TRUST_DOMAIN/client/CLIENT_ID.
+type WorkloadCA struct {
+	// TrustDomain is the SPIFFE trust domain of every issued certificate.
+	TrustDomain string `yaml:"trust_domain"`
+	// CertLifetime is the lifetime of a certificate when the request names
+	// none; MaxCertLifetime caps what a request may ask for.
+	CertLifetime    time.Duration `yaml:"cert_lifetime"`
+	MaxCertLifetime time.Duration `yaml:"max_cert_lifetime"`
+	// JoinTokenLifetime is how long a join token is valid when its creator
+	// names no lifetime.
+	JoinTokenLifetime time.Duration `yaml:"join_token_lifetime"`
+	// CertFile and KeyFile name an operator-supplied issuing CA (the CA
+	// certificate first, then its chain up to the root) and its key. Empty:
+	// keybound's own root and intermediate in DATA_DIR/tls.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
 // Default returns the settings used when nothing else is given.
 func Default() Config {
 	return Config{
@@ -169,6 +191,12 @@ func Default() Config {
 			ForwardedCertHeader: "X-Forwarded-Client-Cert",
 			UpstreamTimeout:     30 * time.Second,
 			Audit:               Audit{QueueSize: 65536},
+		},
+		WorkloadCA: WorkloadCA{
+			TrustDomain:       "keybound.local",
+			CertLifetime:      workload.DefaultLifetime,
+			MaxCertLifetime:   workload.DefaultLifetime,
+			JoinTokenLifetime: workload.DefaultJoinTokenLifetime,
 		},
 	}
 }
@@ -364,6 +392,20 @@ func (c *Config) Validate() error {
 	}
 	if c.Clients.MaxLifetime < time.Hour {
 		bad("clients.max_lifetime", "must be at least 1h, not %s", c.Clients.MaxLifetime)
+	}
+	if err := workload.ValidTrustDomain(c.WorkloadCA.TrustDomain); err != nil {
+		bad("workload_ca.trust_domain", "%v", err)
+	}
+	if w := c.WorkloadCA; w.MaxCertLifetime < workload.MinLifetime || w.MaxCertLifetime > workload.MaxLifetimeCap {
+		bad("workload_ca.max_cert_lifetime", "must be between %s and %s, not %s", workload.MinLifetime, workload.MaxLifetimeCap, w.MaxCertLifetime)
+	} else if w.CertLifetime < workload.MinLifetime || w.CertLifetime > w.MaxCertLifetime {
+		bad("workload_ca.cert_lifetime", "must be at least %s and at most workload_ca.max_cert_lifetime (%s), not %s", workload.MinLifetime, w.MaxCertLifetime, w.CertLifetime)
+	}
+	if d := c.WorkloadCA.JoinTokenLifetime; d < workload.MinJoinTokenLifetime || d > workload.MaxJoinTokenLifetime {
+		bad("workload_ca.join_token_lifetime", "must be between %s and %s, not %s", workload.MinJoinTokenLifetime, workload.MaxJoinTokenLifetime, d)
+	}
+	if (c.WorkloadCA.CertFile == "") != (c.WorkloadCA.KeyFile == "") {
+		bad("workload_ca.cert_file", "cert_file and key_file must be set together")
 	}
 	if len(errs) == 0 {
 		return nil

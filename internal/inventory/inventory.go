@@ -27,6 +27,11 @@ type Store interface {
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
 	ListClients(ctx context.Context, f store.ClientFilter) ([]*identity.Client, error)
 	UpdateClient(ctx context.Context, c *identity.Client, prevUpdatedAt time.Time, ev store.AdminEvent) error
+	// Import (import.go) and leaked-secret matching (leaks.go):
+	CreateClients(ctx context.Context, cs []*identity.Client, evs []store.AdminEvent) error
+	GetClientBySecretLookup(ctx context.Context, lookup []byte) (*identity.Client, error)
+	ListAdminEvents(ctx context.Context, target string, limit int) ([]store.AdminEvent, error)
+	AppendAdminEvent(ctx context.Context, ev store.AdminEvent) error
 }
 
 // Policy holds the registration rules an operator configures.

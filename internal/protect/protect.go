@@ -46,6 +46,12 @@ type ClientLookup interface {
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
 }
 
+// CertificateStatus reports whether a client certificate may still be used:
+// CheckCert returns an error for one that was revoked or has expired.
+type CertificateStatus interface {
+	CheckCert(cert *x509.Certificate, now time.Time) error
+}
+
 // Checker is the protected-resource check. All fields but Nonces and Now are
 // required.
 type Checker struct {
@@ -61,7 +67,11 @@ type Checker struct {
 	DPoPAlgorithms []string
 	// Nonces, when set, supplies the DPoP-Nonce sent with use_dpop_nonce.
 	Nonces interface{ Current() string }
-	Now    func() time.Time
+	// Certs, when set, is asked about the certificate of every
+	// certificate-bound request (the workload CA's revocations and
+	// expiry); nil checks only the thumbprint.
+	Certs CertificateStatus
+	Now   func() time.Time
 }
 
 // Caller is who made an accepted request.
@@ -148,6 +158,11 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 		if subtle.ConstantTimeCompare([]byte(got), []byte(cnf.X5TS256)) != 1 {
 			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "the client certificate on this connection is not the one the token is bound to"))
 		}
+		if c.Certs != nil {
+			if err := c.Certs.CheckCert(cert, c.now()); err != nil {
+				return nil, c.challenge("Bearer", oauth.Wrap(oauth.CodeInvalidToken, "the client certificate this token is bound to has been revoked or has expired", err))
+			}
+		}
 		caller.Binding = "mtls"
 	default:
 		if isDPoP {
@@ -159,15 +174,18 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 	if err != nil {
 		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is not registered", err))
 	}
-	now := time.Now()
-	if c.Now != nil {
-		now = c.Now()
-	}
-	if err := cl.Usable(now); err != nil {
+	if err := cl.Usable(c.now()); err != nil {
 		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is "+usableWord(err), err))
 	}
 	caller.Client = cl
 	return caller, nil
+}
+
+func (c *Checker) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // RequireScope refuses a caller lacking any of scopes (RFC 6750 section 3.1).

@@ -284,6 +284,12 @@ func compileRoute(i int, s Spec) (*Route, []error) {
 		bad("static_key_header", "is only used with allow_static_keys: true")
 	}
 
+	if s.Environment != "" {
+		if err := checkName(s.Environment); err != nil {
+			bad("environment", "%v", err)
+		}
+	}
+
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -41,6 +41,11 @@ type Spec struct {
 	// AllowWeakerAssurance is the explicit, logged override of the
 	// sensitivity floor.
 	AllowWeakerAssurance bool `yaml:"allow_weaker_assurance"`
+	// Environment, when set, names the environment the upstream belongs to
+	// (prod, staging, ...): one word, like an identity's environment. Usage
+	// reports compare it with the environment of each identity the route
+	// serves. It changes no decision.
+	Environment string `yaml:"environment"`
 }
 
 // ScopeSpec is the scopes a route requires. In YAML it is either a list,

@@ -138,6 +138,9 @@ type AuditSummaryRow struct {
 // concurrent use. Every mutating call that takes an AdminEvent writes the
 // change and the event in one transaction: both or neither.
 type Store interface {
+	CertificateStore
+	ClientImporter
+	UsageStore
 	CreateClient(ctx context.Context, c *identity.Client, ev AdminEvent) error
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
 	// GetClientBySecretLookup finds the client whose secret has the given

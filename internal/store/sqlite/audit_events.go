@@ -47,7 +47,8 @@ func decodeScopes(s string) []string {
 // AppendAuditEvents appends evs in one BEGIN IMMEDIATE transaction on the
 // single write connection, through one prepared statement. Every event is
 // encoded first; one that cannot be stored faithfully (zero or out-of-range
-// Time, a malformed scope) refuses the whole batch. ev.ID is ignored.
+// Time, a malformed scope) refuses the whole batch. ev.ID is ignored. The
+// same transaction adds the batch to the usage rollups (rollUp, usage.go).
 func (s *Store) AppendAuditEvents(ctx context.Context, evs []store.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
@@ -82,7 +83,7 @@ func (s *Store) AppendAuditEvents(ctx context.Context, evs []store.AuditEvent) e
 				return wrap("append audit events", err)
 			}
 		}
-		return nil
+		return rollUp(ctx, tx, rows)
 	})
 }
 

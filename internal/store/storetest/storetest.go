@@ -98,6 +98,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditSummary", testAuditSummary},
 		{"AuditBatches", testAuditBatches},
 		{"AuditConcurrency", testAuditConcurrency},
+		{"Certificates", testCertificates},
+		{"CreateClients", testCreateClients},
+		{"Usage", testUsage},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })

@@ -1,0 +1,149 @@
+package main
+
+// The measurements the report rests on: process CPU from /proc/PID/stat,
+// machine-wide CPU from /proc/stat, and latency percentiles. They are pure
+// functions over bytes and slices so that the parsing can be tested without
+// starting any process.
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// clkTck is sysconf(_SC_CLK_TCK): USER_HZ, fixed at 100 for the /proc ABI on
+// every architecture Go supports.
+const clkTck = 100
+
+func ticks(t uint64) time.Duration { return time.Duration(t) * time.Second / clkTck }
+
+// parseProcStat returns utime+stime, in clock ticks, from the contents of
+// /proc/PID/stat. utime and stime are fields 14 and 15; they are counted
+// after the ")" that closes field 2 (comm), because comm may itself contain
+// spaces and parentheses.
+func parseProcStat(data []byte) (uint64, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/PID/stat: no ')' after comm")
+	}
+	// After ")", field 3 (state) is index 0, so field k is index k-3.
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 15-3+1 {
+		return 0, errors.New("short /proc/PID/stat")
+	}
+	ut, err1 := strconv.ParseUint(f[14-3], 10, 64)
+	st, err2 := strconv.ParseUint(f[15-3], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/PID/stat: %w", err)
+	}
+	return ut + st, nil
+}
+
+// parseProcComm returns field 2 of /proc/PID/stat, the command name,
+// without its parentheses.
+func parseProcComm(data []byte) string {
+	i, j := bytes.IndexByte(data, '('), bytes.LastIndexByte(data, ')')
+	if i < 0 || j < i {
+		return "?"
+	}
+	return string(data[i+1 : j])
+}
+
+// procSample is one process's name and CPU time so far.
+type procSample struct {
+	comm string
+	cpu  time.Duration
+}
+
+// allProcs reads every process visible in /proc except those in skip. Other
+// engineers' builds and tests on this machine show up here (kernel threads
+// too); a process that starts and ends between two samples does not, but
+// its time is still in /proc/stat.
+func allProcs(skip map[int]bool) map[int]procSample {
+	out := map[int]procSample{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || skip[pid] {
+			continue
+		}
+		data, err := os.ReadFile("/proc/" + e.Name() + "/stat")
+		if err != nil {
+			continue // it has exited
+		}
+		if t, err := parseProcStat(data); err == nil {
+			out[pid] = procSample{comm: parseProcComm(data), cpu: ticks(t)}
+		}
+	}
+	return out
+}
+
+// procCPU is the CPU time (user + system) pid has used so far.
+func procCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	t, err := parseProcStat(data)
+	return ticks(t), err
+}
+
+// machineCPU is the aggregate "cpu" line of /proc/stat, in clock ticks
+// summed over all CPUs. busy is user+nice+system+irq+softirq (guest time is
+// already inside user and nice); steal is time the hypervisor gave to
+// someone else while we wanted the CPU.
+type machineCPU struct {
+	busy, steal uint64
+}
+
+func (m machineCPU) sub(o machineCPU) machineCPU {
+	return machineCPU{busy: m.busy - o.busy, steal: m.steal - o.steal}
+}
+
+// parseMachineStat reads the first line of /proc/stat:
+//
+//	cpu  user nice system idle iowait irq softirq steal guest guest_nice
+func parseMachineStat(data []byte) (machineCPU, error) {
+	line, _, _ := bytes.Cut(data, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 9 || f[0] != "cpu" {
+		return machineCPU{}, errors.New("/proc/stat: first line is not the aggregate cpu line")
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return machineCPU{}, fmt.Errorf("/proc/stat: %w", err)
+		}
+		v[i] = n
+	}
+	user, nice, system, irq, softirq, steal := v[0], v[1], v[2], v[5], v[6], v[7]
+	return machineCPU{busy: user + nice + system + irq + softirq, steal: steal}, nil
+}
+
+func readMachineCPU() (machineCPU, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}, err
+	}
+	return parseMachineStat(data)
+}
+
+// percentile is the nearest-rank percentile (p in [0, 1]) of sorted: the
+// smallest value with at least p of the samples at or below it. Zero for no
+// samples.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}

@@ -1,0 +1,210 @@
+package adminapi
+
+import (
+	"context"
+	"encoding/pem"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/keybound/keybound/internal/problem"
+	"github.com/keybound/keybound/internal/protect"
+	"github.com/keybound/keybound/internal/store"
+	"github.com/keybound/keybound/internal/workload"
+)
+
+// CertAuthority is the workload CA the admin API drives: issue from a CSR,
+// list and show issued certificates (the credential inventory), revoke, and
+// create one-time join tokens.
+type CertAuthority interface {
+	Issue(ctx context.Context, req workload.Request) (*workload.Issued, error)
+	Get(ctx context.Context, serial string) (*store.WorkloadCertificate, error)
+	List(ctx context.Context, f store.CertificateFilter) ([]*store.WorkloadCertificate, error)
+	Revoke(ctx context.Context, actor, serial, reason string) (*store.WorkloadCertificate, error)
+	CreateJoinToken(ctx context.Context, actor, clientID string, ttl time.Duration) (*workload.JoinToken, error)
+}
+
+// CertView is an issued workload certificate as the admin API shows it.
+// Status is active, expired or revoked at the time of the answer.
+type CertView struct {
+	Serial           string    `json:"serial"`
+	ClientID         string    `json:"client_id"`
+	SPIFFEID         string    `json:"spiffe_id"`
+	Thumbprint       string    `json:"x5t#S256"`
+	Status           string    `json:"status"`
+	IssuedAt         time.Time `json:"issued_at"`
+	NotBefore        time.Time `json:"not_before"`
+	NotAfter         time.Time `json:"not_after"`
+	Via              string    `json:"via"`
+	RenewedFrom      string    `json:"renewed_from,omitempty"`
+	RevokedAt        time.Time `json:"revoked_at,omitzero"`
+	RevocationReason string    `json:"revocation_reason,omitempty"`
+	// Certificate is the leaf in PEM; CertificateChain, set only in the
+	// answer to an issuance, adds the intermediates.
+	Certificate      string `json:"certificate"`
+	CertificateChain string `json:"certificate_chain,omitempty"`
+}
+
+func certViewOf(c *store.WorkloadCertificate, now time.Time) CertView {
+	status := "active"
+	switch {
+	case !c.RevokedAt.IsZero():
+		status = "revoked"
+	case !now.Before(c.NotAfter):
+		status = "expired"
+	}
+	return CertView{
+		Serial: c.Serial, ClientID: c.ClientID, SPIFFEID: c.SPIFFEID, Thumbprint: c.Thumbprint, Status: status,
+		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Via: c.Via, RenewedFrom: c.RenewedFrom,
+		RevokedAt: c.RevokedAt, RevocationReason: c.RevocationReason,
+		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})),
+	}
+}
+
+// IssueRequest is the body of POST /certificates.
+type IssueRequest struct {
+	ClientID string `json:"client_id"`
+	// CSR is a PKCS#10 request in PEM, made where the key lives.
+	CSR string `json:"csr"`
+	// Lifetime in seconds; zero means the server default.
+	Lifetime int64 `json:"lifetime,omitempty"`
+}
+
+// JoinTokenRequest is the body of POST /join-tokens.
+type JoinTokenRequest struct {
+	ClientID string `json:"client_id"`
+	// Lifetime in seconds; zero means the server default.
+	Lifetime int64 `json:"lifetime,omitempty"`
+}
+
+// JoinTokenView is a created join token; JoinToken is shown only here.
+type JoinTokenView struct {
+	JoinToken string    `json:"join_token"`
+	ID        string    `json:"id"`
+	ClientID  string    `json:"client_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+func (a *API) registerCerts(mux *http.ServeMux) {
+	mux.Handle("POST "+Prefix+"/certificates", a.wrap(a.issueCert))
+	mux.Handle("GET "+Prefix+"/certificates", a.wrap(a.listCerts))
+	mux.Handle("GET "+Prefix+"/certificates/{serial}", a.wrap(a.getCert))
+	mux.Handle("POST "+Prefix+"/certificates/{serial}/revoke", a.wrap(a.revokeCert))
+	mux.Handle("POST "+Prefix+"/join-tokens", a.wrap(a.createJoinToken))
+}
+
+// certError turns the CA's refusals into problems; other errors pass.
+func certError(err error) error {
+	if status, slug, title, detail, code, ok := workload.Problem(err); ok {
+		pd := problem.New(status, slug, title, detail)
+		pd.Code = code
+		return pd
+	}
+	return err
+}
+
+func (a *API) certNow() time.Time {
+	if a.Now != nil {
+		return a.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+func secondsParam(field string, v int64, max time.Duration) (time.Duration, error) {
+	if v < 0 || v > int64(max/time.Second) {
+		return 0, problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", field+" must be a number of seconds from 0 (the default) to "+strconv.FormatInt(int64(max/time.Second), 10))
+	}
+	return time.Duration(v) * time.Second, nil
+}
+
+func (a *API) issueCert(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+	var req IssueRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	lifetime, err := secondsParam("lifetime", req.Lifetime, workload.MaxLifetimeCap)
+	if err != nil {
+		return err
+	}
+	if req.ClientID == "" || req.CSR == "" {
+		return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "client_id and csr are required")
+	}
+	is, err := a.Certs.Issue(r.Context(), workload.Request{ClientID: req.ClientID, CSR: []byte(req.CSR), Lifetime: lifetime, Via: workload.ViaAdmin, Actor: actor(caller)})
+	if err != nil {
+		return certError(err)
+	}
+	v := certViewOf(is.Record, a.certNow())
+	v.CertificateChain = string(is.ChainPEM)
+	w.Header().Set("Location", Prefix+"/certificates/"+is.Record.Serial)
+	return writeJSON(w, http.StatusCreated, v)
+}
+
+func (a *API) listCerts(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
+	q := r.URL.Query()
+	f := store.CertificateFilter{ClientID: q.Get("client_id"), Limit: 100}
+	switch q.Get("live") {
+	case "", "false":
+	case "true":
+		f.LiveAt = a.certNow()
+	default:
+		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "live must be true or false")
+	}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > MaxListLimit {
+			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "limit must be a number from 1 to "+strconv.Itoa(MaxListLimit))
+		}
+		f.Limit = n
+	}
+	cs, err := a.Certs.List(r.Context(), f)
+	if err != nil {
+		return certError(err)
+	}
+	now := a.certNow()
+	out := make([]CertView, 0, len(cs))
+	for _, c := range cs {
+		out = append(out, certViewOf(c, now))
+	}
+	return writeJSON(w, http.StatusOK, map[string]any{"certificates": out})
+}
+
+func (a *API) getCert(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
+	c, err := a.Certs.Get(r.Context(), r.PathValue("serial"))
+	if err != nil {
+		return certError(err)
+	}
+	return writeJSON(w, http.StatusOK, certViewOf(c, a.certNow()))
+}
+
+func (a *API) revokeCert(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+	var body statusChange
+	if r.ContentLength != 0 {
+		if err := decode(r, &body); err != nil {
+			return err
+		}
+	}
+	c, err := a.Certs.Revoke(r.Context(), actor(caller), r.PathValue("serial"), body.Reason)
+	if err != nil {
+		return certError(err)
+	}
+	return writeJSON(w, http.StatusOK, certViewOf(c, a.certNow()))
+}
+
+func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
+	var req JoinTokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	ttl, err := secondsParam("lifetime", req.Lifetime, workload.MaxJoinTokenLifetime)
+	if err != nil {
+		return err
+	}
+	if req.ClientID == "" {
+		return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "client_id is required")
+	}
+	jt, err := a.Certs.CreateJoinToken(r.Context(), actor(caller), req.ClientID, ttl)
+	if err != nil {
+		return certError(err)
+	}
+	return writeJSON(w, http.StatusCreated, JoinTokenView{JoinToken: jt.Token, ID: jt.Record.ID, ClientID: jt.Record.ClientID, ExpiresAt: jt.Record.ExpiresAt})
+}

@@ -1,0 +1,71 @@
+package clientauth
+
+import (
+	"crypto/x509"
+	"errors"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/go-jose/go-jose/v4"
+
+	"github.com/keybound/keybound/internal/oauth"
+)
+
+// fakeWorkload stands in for the workload CA: it names the client a
+// certificate was issued to by serial and refuses what it is told to.
+type fakeWorkload struct {
+	owner   map[string]string // serial -> client
+	refused error
+}
+
+func (w fakeWorkload) ClientOf(c *x509.Certificate) (string, bool) {
+	id, ok := w.owner[c.SerialNumber.String()]
+	return id, ok
+}
+
+func (w fakeWorkload) CheckCert(*x509.Certificate, time.Time) error { return w.refused }
+
+func TestWorkloadCertificates(t *testing.T) {
+	f := loadFixture(t)
+	serial := f.leaf.SerialNumber.String()
+	mtls := func(id string) Request {
+		return Request{Form: url.Values{paramClientID: {id}}, PeerCertificates: []*x509.Certificate{f.leaf}}
+	}
+	jwtOverMTLS := Request{Form: assertionForm(sign(t, f.ecKey, jose.ES256, "ec1", claims("jwt-client", "wl-1", nil), nil)), PeerCertificates: []*x509.Certificate{f.leaf}}
+	tests := []struct {
+		name   string
+		wl     WorkloadCerts
+		req    Request
+		ok     bool
+		detail string
+	}{
+		{"no workload CA: registered subject as before", nil, mtls("tls-dn"), true, ""},
+		{"workload certificate authenticates its own client whatever subject is registered", fakeWorkload{owner: map[string]string{serial: "tls-dn-other"}}, mtls("tls-dn-other"), true, ""},
+		{"workload certificate never authenticates another client", fakeWorkload{owner: map[string]string{serial: "tls-dn-other"}}, mtls("tls-dn"), false, "issued to another client"},
+		{"a foreign certificate falls back to the registered subject", fakeWorkload{owner: map[string]string{}}, mtls("tls-dn"), true, ""},
+		{"revoked or expired: tls_client_auth refused", fakeWorkload{refused: errors.New("revoked")}, mtls("tls-dn"), false, "revoked or has expired"},
+		{"revoked or expired: private_key_jwt over mTLS refused too", fakeWorkload{refused: errors.New("revoked")}, jwtOverMTLS, false, "revoked or has expired"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a, _ := f.authenticator()
+			a.Workload = tt.wl
+			res, err := a.Authenticate(t.Context(), tt.req)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("Authenticate: %v", err)
+				}
+				if res.CertThumbprint == "" {
+					t.Error("no thumbprint for the presented certificate")
+				}
+				return
+			}
+			var oe *oauth.Error
+			if !errors.As(err, &oe) || oe.Code != oauth.CodeInvalidClient || oe.Status != 401 || !strings.Contains(oe.Description, tt.detail) || !errors.Is(err, ErrBadCredential) {
+				t.Errorf("Authenticate = %v; want invalid_client mentioning %q", err, tt.detail)
+			}
+		})
+	}
+}
