@@ -49,6 +49,7 @@ type Inventory interface {
 	Revoke(ctx context.Context, actor, id, reason string) (*identity.Client, error)
 	Import(ctx context.Context, actor string, rows []inventory.ImportRow, dryRun bool) ([]*identity.Client, error)
 	MatchSecrets(ctx context.Context, actor, source string, sightings []inventory.Sighting) ([]inventory.SecretMatch, error)
+	LeakedAt(ctx context.Context, c *identity.Client) (time.Time, error)
 }
 
 // EventLog reads and appends the admin audit log.
@@ -255,7 +256,15 @@ func (a *API) getClient(w http.ResponseWriter, r *http.Request, _ *protect.Calle
 	if err != nil {
 		return err
 	}
-	return writeJSON(w, http.StatusOK, viewOf(c))
+	v := viewOf(c)
+	leaked, err := a.Inventory.LeakedAt(r.Context(), c)
+	if err != nil {
+		return err
+	}
+	if !leaked.IsZero() {
+		v.LeakedAt = &leaked
+	}
+	return writeJSON(w, http.StatusOK, v)
 }
 
 // statusChange is the optional body of suspend, resume and revoke.

@@ -37,6 +37,10 @@ type ClientView struct {
 	AccessTokenLifetime int64               `json:"access_token_lifetime,omitempty"`
 	// StaticSecret marks a legacy shared-secret credential for reports.
 	StaticSecret bool `json:"static_secret"`
+	// LeakedAt is when keybound scan found this identity's current secret in
+	// code or history; the secret must be rotated. Shown by GET
+	// /clients/{id} only (listing would cost a lookup per client).
+	LeakedAt *time.Time `json:"leaked_at,omitempty"`
 }
 
 func viewOf(c *identity.Client) ClientView {

@@ -109,7 +109,7 @@ func TestScan(t *testing.T) {
 	}
 	s := startServer(t)
 	leakedID, leaked := s.legacySecret(t, "billing-legacy")
-	_, safe := s.legacySecret(t, "never-committed")
+	safeID, safe := s.legacySecret(t, "never-committed")
 	unmanaged := awsKeyID(t)
 	// A legacy key brought in by keybound import that looks like no known
 	// format and has little entropy: only the inventory can recognise it.
@@ -200,6 +200,13 @@ func TestScan(t *testing.T) {
 	if ch["location"] != "config/app.env:2" || ch["commit"] != added || len(ch["fingerprint"].(string)) != 16 ||
 		ch["needs"] != "secret rotation" || ch["rule"] != "keybound-secret" {
 		t.Errorf("leak event changes %v", ch)
+	}
+	// client show carries the flag, so the owner sees the rotation to do.
+	if shown := decodeJSON[map[string]any](t, s.cliOK(t, "client", "show", leakedID, "-o", "json")); shown["leaked_at"] == nil {
+		t.Errorf("client show of the leaked identity has no leaked_at: %v", shown)
+	}
+	if shown := decodeJSON[map[string]any](t, s.cliOK(t, "client", "show", safeID, "-o", "json")); shown["leaked_at"] != nil {
+		t.Errorf("client show of an identity whose secret was not found: leaked_at %v", shown["leaked_at"])
 	}
 
 	t.Run("table", func(t *testing.T) {
