@@ -52,9 +52,10 @@ func (a *API) postureReport(w http.ResponseWriter, r *http.Request, _ *protect.C
 	if err != nil {
 		return err
 	}
-	if in.Leaks, in.LeaksTracked, err = a.leaks(r.Context(), in.Clients); err != nil {
+	if in.Leaks, err = a.leaks(r.Context(), in.Clients); err != nil {
 		return err
 	}
+	in.LeaksTracked = true
 	rep := posture.Build(in)
 	prev, err := us.LatestPostureSnapshot(r.Context())
 	switch {
@@ -77,32 +78,22 @@ func (a *API) postureReport(w http.ResponseWriter, r *http.Request, _ *protect.C
 	return writeJSON(w, http.StatusOK, rep)
 }
 
-// leakRecords is the inventory's record of leaked secrets: secret-scan
-// findings matched to an identity's current secret.
-type leakRecords interface {
-	LeakedAt(ctx context.Context, c *identity.Client) (time.Time, error)
-}
-
 // leaks returns when each active identity's current secret was recorded as
-// leaked, and whether the inventory records leaks at all. Only identities
+// leaked (keybound scan matches, see Inventory.LeakedAt). Only identities
 // with a secret can have one.
-func (a *API) leaks(ctx context.Context, clients []*identity.Client) (map[string]time.Time, bool, error) {
-	lr, ok := a.Inventory.(leakRecords)
-	if !ok {
-		return nil, false, nil
-	}
+func (a *API) leaks(ctx context.Context, clients []*identity.Client) (map[string]time.Time, error) {
 	out := map[string]time.Time{}
 	for _, c := range clients {
 		if c.Status != identity.StatusActive || c.Secret == nil {
 			continue
 		}
-		at, err := lr.LeakedAt(ctx, c)
+		at, err := a.Inventory.LeakedAt(ctx, c)
 		if err != nil {
-			return nil, false, err
+			return nil, err
 		}
 		if !at.IsZero() {
 			out[c.ID] = at
 		}
 	}
-	return out, true, nil
+	return out, nil
 }

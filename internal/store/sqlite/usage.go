@@ -181,7 +181,14 @@ func (s *Store) UsageCounts(ctx context.Context, f store.UsageFilter) ([]store.U
 	if f.ClientID != "" {
 		return s.clientUsageCounts(ctx, f.ClientID, starts, from, today)
 	}
-	rows, err := s.read.QueryContext(ctx, `SELECT day, client_id, route, method, scopes, credential_type, decision, events, last_time
+	// The six grouping columns come back as one NUL-separated value: every
+	// column fetched costs the driver a mutex round trip, and the joined
+	// value is the aggregation key as it is. Only route, method, scopes,
+	// credential type and decision are known to hold no NUL (they are
+	// RFC 6749 scope-tokens, route names and fixed words), so a key is split
+	// from the right and the client id is whatever remains.
+	rows, err := s.read.QueryContext(ctx, `SELECT day, client_id || char(0) || route || char(0) || method || char(0) || scopes || char(0) ||
+			credential_type || char(0) || decision, events, last_time
 		FROM audit_usage_daily WHERE day >= ? AND day <= ?`, from, today)
 	if err != nil {
 		return nil, wrap("usage counts", err)
@@ -189,25 +196,32 @@ func (s *Store) UsageCounts(ctx context.Context, f store.UsageFilter) ([]store.U
 	defer rows.Close()
 	var (
 		day, events, last int64
-		cols              [6]sql.RawBytes
-		key               []byte
+		key               sql.RawBytes
 		out               []store.UsageCount
+		lasts             []int64 // out[i].Last in Unix nanoseconds
 	)
 	index := make(map[string]int)
 	for rows.Next() {
-		if err := rows.Scan(&day, &cols[0], &cols[1], &cols[2], &cols[3], &cols[4], &cols[5], &events, &last); err != nil {
+		if err := rows.Scan(&day, &key, &events, &last); err != nil {
 			return nil, wrap("usage counts", err)
-		}
-		key = key[:0]
-		for _, c := range cols {
-			key = append(append(key, c...), 0)
 		}
 		i, ok := index[string(key)]
 		if !ok {
+			k := string(key)
+			f := make([]string, 6)
+			rest := k
+			for j := 5; j > 0; j-- {
+				cut := strings.LastIndexByte(rest, 0)
+				if cut < 0 {
+					return nil, fmt.Errorf("sqlite: usage counts: malformed rollup key %q", k)
+				}
+				rest, f[j] = rest[:cut], rest[cut+1:]
+			}
+			f[0] = rest
 			i = len(out)
-			index[string(key)] = i
-			out = append(out, store.UsageCount{ClientID: string(cols[0]), Route: string(cols[1]), Method: string(cols[2]),
-				Scopes: string(cols[3]), CredentialType: string(cols[4]), Decision: string(cols[5]), Counts: make([]int64, len(starts))})
+			index[k] = i
+			out = append(out, store.UsageCount{ClientID: f[0], Route: f[1], Method: f[2], Scopes: f[3], CredentialType: f[4], Decision: f[5],
+				Counts: make([]int64, len(starts))})
 		}
 		u := &out[i]
 		for w, st := range starts {
@@ -215,12 +229,18 @@ func (s *Store) UsageCounts(ctx context.Context, f store.UsageFilter) ([]store.U
 				u.Counts[w] += events
 			}
 		}
-		if lt := time.Unix(0, last).UTC(); lt.After(u.Last) {
-			u.Last = lt
+		switch {
+		case !ok:
+			lasts = append(lasts, last)
+		case last > lasts[i]:
+			lasts[i] = last
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("usage counts", err)
+	}
+	for i := range out {
+		out[i].Last = time.Unix(0, lasts[i]).UTC()
 	}
 	slices.SortFunc(out, func(a, b store.UsageCount) int {
 		return cmp.Or(cmp.Compare(a.ClientID, b.ClientID), cmp.Compare(a.Route, b.Route), cmp.Compare(a.Method, b.Method),

@@ -162,3 +162,22 @@ func BenchmarkAppendAuditEventsSparse(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*batchSize), "ns/event")
 }
+
+// TestUsageCountsClientIDWithNUL: every client's counts are aggregated on
+// a NUL-joined key; a client id holding NUL must still come back whole.
+func TestUsageCountsClientIDWithNUL(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "keybound.db"))
+	defer s.Close()
+	ev := auditEv(1)
+	ev.ClientID = "odd\x00id\x00"
+	if err := s.AppendAuditEvents(t.Context(), []store.AuditEvent{ev}); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := s.UsageCounts(t.Context(), store.UsageFilter{Now: ev.Time, Days: []int{1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != 1 || rows[0].ClientID != ev.ClientID || rows[0].Route != ev.Route || rows[0].Decision != "allow" || !rows[0].Last.Equal(ev.Time) {
+		t.Errorf("rows %+v", rows)
+	}
+}
