@@ -119,8 +119,9 @@ func (r *result) cpuPerReq(proc string) time.Duration {
 func (r *result) cores(proc string) float64 { return r.cpu[proc].Seconds() / r.wall.Seconds() }
 
 // otherCores is machine-wide busy time not accounted to our four
-// processes: other tenants of the VM (their processes are invisible here,
-// and their time is not steal) and kernel work not charged to a process.
+// processes: other work on the VM (other engineers' builds and tests,
+// including processes too short-lived to be seen in /proc; none of it is
+// steal) and kernel work not charged to a process.
 // Both counters tick at 100 Hz and are sampled at slightly different
 // instants, so a quiet machine can read a little below zero; that is
 // reported as zero.

@@ -191,8 +191,8 @@ func (b *bench) run(ctx context.Context) error {
 	if err := b.sanityCheck(ctx); err != nil {
 		return err
 	}
-	// Other tenants of the VM are invisible here except through /proc/stat:
-	// sample it while our processes idle, to report how busy the machine
+	// Other work on the VM competes for the same two CPUs: sample
+	// /proc/stat while our processes idle, to report how busy the machine
 	// was before the runs.
 	if err := b.measureIdle(ctx); err != nil {
 		return err

@@ -59,7 +59,7 @@ func (b *bench) report(out io.Writer) {
 	fmt.Fprintf(out, "## keybound gateway benchmark\n\n")
 	fmt.Fprintf(out, "- machine: %d CPUs (nproc), %s; %s %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(out, "- one machine for everything: upstream, plain proxy, keybound and the load generator share the CPUs; before the runs, %.2f cores were busy with other work%s\n", b.idleOther, parenthesize(b.idleOthers))
-	fmt.Fprintf(out, "- closed loop: %d clients, one keep-alive HTTP/1.1 connection each; each mode measured for %s in all, in %d rounds of %s (each after a %s warm-up) that take turns with the other modes'\n", o.concurrency, o.duration, o.rounds, o.duration/time.Duration(o.rounds), o.warmup)
+	fmt.Fprintf(out, "- closed loop: %d clients, one keep-alive HTTP/1.1 connection each; each mode measured for %s in all, in %d rounds of %s (each after a %s warm-up) taking turns with the other modes\n", o.concurrency, o.duration, o.rounds, o.duration/time.Duration(o.rounds), o.warmup)
 	fmt.Fprintf(out, "- keybound: `serve --log-level info --log-format json`; routes with scopes, sensitivity floor and a per-identity rate limit (1,000,000/s: checked, never refuses); DPoP replay cache; audit to the store and a JSON-lines file\n")
 	var goenv []string
 	for _, k := range []string{"GOGC", "GOMEMLIMIT", "GOMAXPROCS", "GODEBUG"} {
@@ -138,8 +138,8 @@ func cpuCell(r *result, proc string) string {
 }
 
 // disturbedCores: a run during which more than this much CPU went to work
-// outside our processes was disturbed (other tenants of the VM, whose
-// processes are invisible here, show up only in /proc/stat).
+// outside our processes (other engineers' builds and tests on the VM) was
+// disturbed.
 const disturbedCores = 0.3
 
 // detailTable shows where the CPUs went in each run, and flags the runs
