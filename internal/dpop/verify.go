@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/big"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -57,7 +58,26 @@ type Verifier struct {
 	Now func() time.Time
 	// Nonce, when set, requires every proof to carry a nonce it accepts.
 	Nonce NonceSource
+
+	// headers caches what a proof header, byte for byte, yields once it
+	// checked out: the algorithm, the parsed public key and its thumbprint.
+	// A client sends the same header with every proof, so the JSON parse,
+	// the point validation and the thumbprint are done once per key, not
+	// per request. The check is a pure function of the header bytes and
+	// Algorithms (set before first use), so a cached answer is the answer.
+	headersMu sync.RWMutex
+	headers   map[string]*headerInfo
 }
+
+// headerInfo is a checked proof header.
+type headerInfo struct {
+	alg *algorithm
+	pub crypto.PublicKey
+	jkt string
+}
+
+// maxCachedHeaders bounds the header cache; past it, the cache starts over.
+const maxCachedHeaders = 8192
 
 // Request is what the server knows about the request a proof came with.
 type Request struct {
@@ -197,11 +217,12 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 	if !isBase64URL(hdrB64) || !isBase64URL(payB64) || !isBase64URL(sigB64) {
 		return nil, invalidf("proof is not a compact JWS: a part is not unpadded base64url")
 	}
-	buf := make([]byte, b64.DecodedLen(len(hdrB64))+b64.DecodedLen(len(payB64))+b64.DecodedLen(len(sigB64)))
-	hdrJSON, buf, err := decodeInto(buf, hdrB64)
+	hi, err := v.header(hdrB64)
 	if err != nil {
-		return nil, invalidf("header is not valid base64url")
+		return nil, err
 	}
+	alg, pub := hi.alg, hi.pub
+	buf := make([]byte, b64.DecodedLen(len(payB64))+b64.DecodedLen(len(sigB64)))
 	payJSON, buf, err := decodeInto(buf, payB64)
 	if err != nil {
 		return nil, invalidf("payload is not valid base64url")
@@ -211,31 +232,6 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 		return nil, invalidf("signature is not valid base64url")
 	}
 
-	// Header: RFC 9449 section 4.3 steps 4 to 7.
-	var h header
-	if err := json.Unmarshal(hdrJSON, &h); err != nil {
-		return nil, invalidf("header is not a JSON object with string typ and alg and an object jwk")
-	}
-	if h.Typ != "dpop+jwt" {
-		return nil, invalidf("header typ %q is not \"dpop+jwt\"", clip(h.Typ))
-	}
-	alg := v.allowed(h.Alg)
-	if alg == nil {
-		return nil, invalidf("header alg %q is not accepted; use one of %s", clip(h.Alg), strings.Join(v.implemented(), ", "))
-	}
-	if h.Crit != nil {
-		return nil, invalidf("header crit is not supported")
-	}
-	if h.JWK == nil {
-		return nil, invalidf("header has no jwk; include the public key")
-	}
-	if m := h.JWK.privateMember(); m != "" {
-		return nil, invalidf("header jwk contains the private member %q; send only the public key", m)
-	}
-	pub, mem, err := alg.publicKey(h.JWK)
-	if err != nil {
-		return nil, err
-	}
 	signed := proof[:len(hdrB64)+1+len(payB64)]
 	if !alg.verify(pub, signed, sig) {
 		return nil, invalidf("signature does not verify with the header jwk")
@@ -295,7 +291,7 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 		}
 	}
 
-	jkt := mem.thumbprint()
+	jkt := hi.jkt
 	// The replay key is scoped to the key thumbprint, so one client cannot
 	// burn another's jti; it is held until the proof could no longer pass
 	// the iat check above.
@@ -303,6 +299,54 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 		return nil, &proofError{msg: "jti " + quote(clip(c.JTI)) + " was already used; make a fresh proof for every request", kind: ErrReplay}
 	}
 	return &Proof{JKT: jkt, JTI: c.JTI, IssuedAt: iat, Algorithm: alg.name, PublicKey: pub}, nil
+}
+
+// header checks a proof's protected header (RFC 9449 section 4.3 steps 4 to
+// 7) or returns the cached result of an identical header that passed.
+// Failures are not cached: a bad header is checked in full every time.
+func (v *Verifier) header(hdrB64 string) (*headerInfo, error) {
+	v.headersMu.RLock()
+	hi := v.headers[hdrB64]
+	v.headersMu.RUnlock()
+	if hi != nil {
+		return hi, nil
+	}
+	hdrJSON, err := b64.DecodeString(hdrB64)
+	if err != nil {
+		return nil, invalidf("header is not valid base64url")
+	}
+	var h header
+	if err := json.Unmarshal(hdrJSON, &h); err != nil {
+		return nil, invalidf("header is not a JSON object with string typ and alg and an object jwk")
+	}
+	if h.Typ != "dpop+jwt" {
+		return nil, invalidf("header typ %q is not \"dpop+jwt\"", clip(h.Typ))
+	}
+	alg := v.allowed(h.Alg)
+	if alg == nil {
+		return nil, invalidf("header alg %q is not accepted; use one of %s", clip(h.Alg), strings.Join(v.implemented(), ", "))
+	}
+	if h.Crit != nil {
+		return nil, invalidf("header crit is not supported")
+	}
+	if h.JWK == nil {
+		return nil, invalidf("header has no jwk; include the public key")
+	}
+	if m := h.JWK.privateMember(); m != "" {
+		return nil, invalidf("header jwk contains the private member %q; send only the public key", m)
+	}
+	pub, mem, err := alg.publicKey(h.JWK)
+	if err != nil {
+		return nil, err
+	}
+	hi = &headerInfo{alg: alg, pub: pub, jkt: mem.thumbprint()}
+	v.headersMu.Lock()
+	if v.headers == nil || len(v.headers) >= maxCachedHeaders {
+		v.headers = make(map[string]*headerInfo)
+	}
+	v.headers[hdrB64] = hi
+	v.headersMu.Unlock()
+	return hi, nil
 }
 
 func quote(s string) string {

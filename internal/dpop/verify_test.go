@@ -373,3 +373,59 @@ func TestVerifyES512Curve(t *testing.T) {
 		}
 	}
 }
+
+// A client sends the same header with every proof, so the header's checks
+// run once; the signature is still checked against it every time, and a
+// header that failed is checked in full again.
+func TestVerifyHeaderCache(t *testing.T) {
+	keys(t)
+	v := &Verifier{Replay: newRecordingReplay(), Now: fixedClock(t0)}
+	req := Request{Method: "GET", URL: testURL}
+	s := newSigner(t, p256Key)
+	var jkt string
+	for i := 0; i < 3; i++ {
+		p, err := s.Proof("GET", testURL, ProofOptions{Now: t0})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.Verify(p, req)
+		if err != nil {
+			t.Fatalf("proof %d: %v", i, err)
+		}
+		if i > 0 && got.JKT != jkt {
+			t.Errorf("thumbprint changed between proofs: %s, %s", jkt, got.JKT)
+		}
+		jkt = got.JKT
+	}
+	if n := len(v.headers); n != 1 {
+		t.Errorf("%d cached headers, want 1", n)
+	}
+
+	// The cached header, byte for byte, over claims signed by another key.
+	hdr := map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": jwkOf(t, p256Key)}
+	c := claimsAt(t0)
+	c["htu"] = testURL
+	first := craft(t, "ES256", p256Key, hdr, c)
+	if _, err := v.Verify(first, req); err != nil {
+		t.Fatalf("crafted proof by the header's key: %v", err)
+	}
+	c["jti"] = "forged"
+	forged := craft(t, "ES256", p256Alt, hdr, c)
+	if _, err := v.Verify(forged, req); err == nil || !strings.Contains(err.Error(), "signature does not verify") {
+		t.Fatalf("claims signed by another key under a cached header: err = %v", err)
+	}
+
+	// A refused header is refused every time and never cached.
+	priv := jwkOf(t, p256Key)
+	priv["d"] = "AAAA"
+	bad := craft(t, "ES256", p256Key, map[string]any{"typ": "dpop+jwt", "alg": "ES256", "jwk": priv}, claimsAt(t0))
+	before := len(v.headers)
+	for i := 0; i < 2; i++ {
+		if _, err := v.Verify(bad, req); err == nil || !strings.Contains(err.Error(), "private member") {
+			t.Fatalf("header with a private member, try %d: err = %v", i, err)
+		}
+	}
+	if len(v.headers) != before {
+		t.Error("a refused header was cached")
+	}
+}
