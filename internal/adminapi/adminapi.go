@@ -50,6 +50,7 @@ type Inventory interface {
 	Import(ctx context.Context, actor string, rows []inventory.ImportRow, dryRun bool) ([]*identity.Client, error)
 	MatchSecrets(ctx context.Context, actor, source string, sightings []inventory.Sighting) ([]inventory.SecretMatch, error)
 	LeakedAt(ctx context.Context, c *identity.Client) (time.Time, error)
+	Offboarder // offboard.go
 }
 
 // EventLog reads and appends the admin audit log.
@@ -113,6 +114,7 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"/gateway/reload", a.wrap(a.reloadRoutes))
 	mux.Handle("POST "+Prefix+"/clients:import", a.wrap(a.importClients))
 	mux.Handle("POST "+Prefix+"/secrets/match", a.wrap(a.matchSecrets))
+	mux.Handle("POST "+Prefix+"/offboard", a.wrap(a.offboard))
 	if a.Certs != nil {
 		a.registerCerts(mux)
 	}

@@ -69,6 +69,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newScanCmd(g),
 		newImportCmd(g),
 		newCertCmd(g),
+		newOffboardCmd(g),
+		newRequestCmd(g),
 	)
 	// Group commands (client, keys) have no action of their own; cobra would
 	// answer an unknown subcommand with help and exit 0. Refuse it instead.

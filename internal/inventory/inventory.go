@@ -1,7 +1,8 @@
 // Package inventory is the lifecycle of machine identities: it validates a
 // registration into an identity.Client, creates it, and moves it through
-// suspend, resume and revoke, writing an admin audit event with every change
-// in the same store transaction.
+// suspend, resume and revoke (one at a time, or every identity of an owner,
+// vendor, purpose or environment at once: offboard.go), writing an admin
+// audit event with every change in the same store transaction.
 //
 // It never returns or stores a legacy secret in the clear except once, in
 // the result of Create, and it never renders wire errors: edges translate
@@ -32,6 +33,7 @@ type Store interface {
 	GetClientBySecretLookup(ctx context.Context, lookup []byte) (*identity.Client, error)
 	ListAdminEvents(ctx context.Context, target string, limit int) ([]store.AdminEvent, error)
 	AppendAdminEvent(ctx context.Context, ev store.AdminEvent) error
+	SetClientsStatus(ctx context.Context, cs []store.StatusChange, evs []store.AdminEvent) error // offboard.go
 }
 
 // Policy holds the registration rules an operator configures.

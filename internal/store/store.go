@@ -140,6 +140,7 @@ type AuditSummaryRow struct {
 type Store interface {
 	CertificateStore
 	ClientImporter
+	ClientOffboarder
 	UsageStore
 	CreateClient(ctx context.Context, c *identity.Client, ev AdminEvent) error
 	GetClient(ctx context.Context, id string) (*identity.Client, error)

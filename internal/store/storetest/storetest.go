@@ -100,6 +100,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"AuditConcurrency", testAuditConcurrency},
 		{"Certificates", testCertificates},
 		{"CreateClients", testCreateClients},
+		{"SetClientsStatus", testSetClientsStatus},
 		{"Usage", testUsage},
 	}
 	for _, tt := range tests {
