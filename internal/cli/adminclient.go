@@ -112,3 +112,25 @@ func (a *adminAPI) call(ctx context.Context, method, path string, in, out any) e
 	}
 	return json.Unmarshal(b, out)
 }
+
+// clientTLS is the TLS configuration of a command that acts as a machine
+// client: the server's CA (none: the system roots) and, for mTLS, the
+// client certificate and key.
+func clientTLS(caFile, certFile, certKey string) (*tls.Config, error) {
+	conf := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pool, err := app.CAPool(caFile)
+		if err != nil {
+			return nil, err
+		}
+		conf.RootCAs = pool
+	}
+	if certFile != "" {
+		c, err := tls.LoadX509KeyPair(certFile, certKey)
+		if err != nil {
+			return nil, fmt.Errorf("client certificate: %w", err)
+		}
+		conf.Certificates = []tls.Certificate{c}
+	}
+	return conf, nil
+}

@@ -50,7 +50,11 @@ type server struct {
 
 // startServer builds and serves keybound exactly as `keybound serve` would,
 // but on a listener the test opened on port 0. It stops in t.Cleanup.
-func startServer(t *testing.T) *server {
+func startServer(t *testing.T) *server { return startServerWith(t, nil) }
+
+// startServerWith is startServer with the config adjusted by mutate (a
+// gateway with routes, say) and extra app options (its listener).
+func startServerWith(t *testing.T, mutate func(*config.Config), opts ...app.Option) *server {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -60,9 +64,12 @@ func startServer(t *testing.T) *server {
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.Server.Addr = l.Addr().String()
 	cfg.Server.ShutdownTimeout = 5 * time.Second
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log, app.WithListener(l))
+	a, err := app.New(context.Background(), cfg, log, append([]app.Option{app.WithListener(l)}, opts...)...)
 	if err != nil {
 		l.Close()
 		t.Fatal(err)

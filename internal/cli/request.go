@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -101,20 +100,9 @@ after printing the response, with the problem's detail on stderr.`,
 				return usageError{errors.New("--token-url is required when the data directory has no server descriptor")}
 			}
 
-			tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-			if caFile != "" {
-				pool, err := app.CAPool(caFile)
-				if err != nil {
-					return err
-				}
-				tlsConf.RootCAs = pool
-			}
-			if certFile != "" {
-				c, err := tls.LoadX509KeyPair(certFile, certKey)
-				if err != nil {
-					return fmt.Errorf("client certificate: %w", err)
-				}
-				tlsConf.Certificates = []tls.Certificate{c}
+			tlsConf, err := clientTLS(caFile, certFile, certKey)
+			if err != nil {
+				return err
 			}
 			cfg := &sdk.Config{
 				TokenURL:  tokenURL,

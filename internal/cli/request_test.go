@@ -1,11 +1,8 @@
 package cli_test
 
 import (
-	"context"
-	"crypto/tls"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/config"
@@ -70,77 +66,19 @@ type gatewayServer struct {
 func startGatewayServer(t *testing.T) *gatewayServer {
 	t.Helper()
 	up := newRecordingUpstream(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		l.Close()
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Server.Addr = l.Addr().String()
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Tokens.DPoP.RequireNonce = true
-	cfg.Gateway.Addr = gl.Addr().String()
-	cfg.Gateway.Routes = []route.Spec{
-		{Name: "invoices", Path: "/invoices/{id}", Methods: []string{"GET", "POST"}, Upstream: up.URL,
-			Scopes:      route.ScopeSpec{ByMethod: map[string][]string{"GET": {"invoices:read"}, "POST": {"invoices:write"}}},
-			Sensitivity: "confidential"},
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log, app.WithListener(l), app.WithGatewayListener(gl))
-	if err != nil {
-		l.Close()
-		gl.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	var once sync.Once
-	s := &server{dataDir: cfg.DataDir, issuer: cfg.IssuerURL()}
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
+	s := startServerWith(t, func(cfg *config.Config) {
+		cfg.Tokens.DPoP.RequireNonce = true
+		cfg.Gateway.Addr = gl.Addr().String()
+		cfg.Gateway.Routes = []route.Spec{
+			{Name: "invoices", Path: "/invoices/{id}", Methods: []string{"GET", "POST"}, Upstream: up.URL,
+				Scopes:      route.ScopeSpec{ByMethod: map[string][]string{"GET": {"invoices:read"}, "POST": {"invoices:write"}}},
+				Sensitivity: "confidential"},
 		}
-	})
-	pool, err := app.CAPool(a.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	defer hc.CloseIdleConnections()
-	ready := false
-	for i := 0; i < 500 && !ready; i++ {
-		if resp, err := hc.Get(s.issuer + "/readyz"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == http.StatusOK
-		}
-		if !ready {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if !ready {
-		t.Fatal("server never became ready")
-	}
-	d, err := app.LoadAdmin(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.adminID = d.ClientID
+	}, app.WithGatewayListener(gl))
 	return &gatewayServer{server: s, gw: "https://" + gl.Addr().String(), up: up}
 }
 

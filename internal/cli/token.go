@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -45,20 +44,9 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if issuer == "" {
 				return usageError{errors.New("--issuer is required when the data directory has no server descriptor")}
 			}
-			tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
-			if caFile != "" {
-				pool, err := app.CAPool(caFile)
-				if err != nil {
-					return err
-				}
-				tlsConf.RootCAs = pool
-			}
-			if certFile != "" {
-				c, err := tls.LoadX509KeyPair(certFile, certKey)
-				if err != nil {
-					return fmt.Errorf("client certificate: %w", err)
-				}
-				tlsConf.Certificates = []tls.Certificate{c}
+			tlsConf, err := clientTLS(caFile, certFile, certKey)
+			if err != nil {
+				return err
 			}
 			cfg := &sdk.Config{
 				TokenURL:   strings.TrimSuffix(issuer, "/") + "/oauth2/token",

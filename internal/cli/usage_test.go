@@ -2,19 +2,13 @@ package cli_test
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
-	"log/slog"
-	"net"
-	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/posture"
@@ -22,71 +16,6 @@ import (
 	"github.com/keybound/keybound/internal/store"
 	"github.com/keybound/keybound/internal/store/sqlite"
 )
-
-// startServerWith is startServer with the config adjusted by mutate (a
-// gateway with routes, say).
-func startServerWith(t *testing.T, mutate func(*config.Config)) *server {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Server.Addr = l.Addr().String()
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	mutate(&cfg)
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log, app.WithListener(l))
-	if err != nil {
-		l.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	var once sync.Once
-	s := &server{dataDir: cfg.DataDir, issuer: cfg.IssuerURL()}
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	pool, err := app.CAPool(a.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	defer hc.CloseIdleConnections()
-	for i := 0; ; i++ {
-		if resp, err := hc.Get(s.issuer + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if i == 500 {
-			t.Fatal("server never became ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	d, err := app.LoadAdmin(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.adminID = d.ClientID
-	return s
-}
 
 // seedClients writes clients straight to the running server's store, so
 // they can have a past creation time, no owner or no expiry (which the
