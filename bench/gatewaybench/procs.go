@@ -9,7 +9,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -18,6 +17,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/keybound/keybound/bench/internal/benchkit"
 )
 
 // proc is one child process.
@@ -139,22 +140,9 @@ func tailFile(path string, n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// moduleRoot is the directory of the go.mod the benchmark runs in.
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run gatewaybench inside the keybound module (go run ./bench/gatewaybench)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
 // buildKeybound compiles ./cmd/keybound into dir and returns the binary.
 func buildKeybound(ctx context.Context, dir string) (string, error) {
-	root, err := moduleRoot()
+	root, err := benchkit.ModuleRoot("gatewaybench")
 	if err != nil {
 		return "", err
 	}

@@ -5,7 +5,6 @@ package main
 // reference figures of two other gateways measured on this machine class.
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"os"
@@ -13,6 +12,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/keybound/keybound/bench/internal/benchkit"
 )
 
 // Targets, from the issue.
@@ -36,28 +37,10 @@ const (
 	heimdallCPU   = 390 * time.Microsecond // heimdall v0.17.18 (325-390)
 )
 
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
 func (b *bench) report(out io.Writer) {
 	o := b.opts
 	fmt.Fprintf(out, "## keybound gateway benchmark\n\n")
-	fmt.Fprintf(out, "- machine: %d CPUs (nproc), %s; %s %s/%s\n", runtime.NumCPU(), cpuModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
+	fmt.Fprintf(out, "- machine: %d CPUs (nproc), %s; %s %s/%s\n", runtime.NumCPU(), benchkit.CPUModel(), runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(out, "- one machine for everything: upstream, plain proxy, keybound and the load generator share the CPUs; before the runs, %.2f cores were busy with other work%s\n", b.idleOther, parenthesize(b.idleOthers))
 	fmt.Fprintf(out, "- closed loop: %d clients, one keep-alive HTTP/1.1 connection each; each mode measured for %s in all, in %d rounds of %s (each after a %s warm-up) taking turns with the other modes\n", o.concurrency, o.duration, o.rounds, o.duration/time.Duration(o.rounds), o.warmup)
 	fmt.Fprintf(out, "- keybound: `serve --log-level info --log-format json`; routes with scopes, sensitivity floor and a per-identity rate limit (1,000,000/s: checked, never refuses); DPoP replay cache; audit to the store and a JSON-lines file\n")
@@ -88,8 +71,8 @@ func (b *bench) report(out io.Writer) {
 			cpuRatio = fmt.Sprintf("%.2f", float64(r.cpuPerReq(r.mode.front))/float64(px.cpuPerReq(procProxy)))
 		}
 		fmt.Fprintf(out, "| %s | %.0f | %.2f | %.2f | %s | %s | %s | %.0f | %s | %s |\n",
-			r.mode.label, r.rate(), ms(percentile(r.lat, 0.5)), ms(percentile(r.lat, 0.99)), failureCell(r),
-			cpuCell(r, procKeybound), cpuCell(r, procProxy), us(r.cpuPerReq(procUpstream)), rateRatio, cpuRatio)
+			r.mode.label, r.rate(), benchkit.Millis(percentile(r.lat, 0.5)), benchkit.Millis(percentile(r.lat, 0.99)), failureCell(r),
+			cpuCell(r, procKeybound), cpuCell(r, procProxy), benchkit.Micros(r.cpuPerReq(procUpstream)), rateRatio, cpuRatio)
 	}
 	fmt.Fprintf(out, "\nThe bold CPU figure is the process in front of the upstream. The plain proxy receives the same request as the gateway in DPoP mode (token and a proof header, which it forwards unchecked).\n\n")
 	b.detailTable(out, b.closedResults)
@@ -110,8 +93,8 @@ func (b *bench) report(out io.Writer) {
 		fmt.Fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range b.openResults {
 			fmt.Fprintf(out, "| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %s | %.0f | %.2f |\n",
-				r.mode.label, r.offered, r.rate(), ms(percentile(r.lat, 0.5)), ms(percentile(r.lat, 0.99)), ms(percentile(r.lat, 0.999)),
-				ms(percentile(r.lat, 1)), failureCell(r), us(r.cpuPerReq(r.mode.front)), ms(percentile(r.lag, 0.99)))
+				r.mode.label, r.offered, r.rate(), benchkit.Millis(percentile(r.lat, 0.5)), benchkit.Millis(percentile(r.lat, 0.99)), benchkit.Millis(percentile(r.lat, 0.999)),
+				benchkit.Millis(percentile(r.lat, 1)), failureCell(r), benchkit.Micros(r.cpuPerReq(r.mode.front)), benchkit.Millis(percentile(r.lag, 0.99)))
 		}
 		fmt.Fprintf(out, "\nSend lag is from when a request was due to when a connection started sending it (dispatcher wake-up plus waiting for a free connection).\n\n")
 		b.detailTable(out, b.openResults)
@@ -130,7 +113,7 @@ func parenthesize(s string) string {
 }
 
 func cpuCell(r *result, proc string) string {
-	s := fmt.Sprintf("%.0f", us(r.cpuPerReq(proc)))
+	s := fmt.Sprintf("%.0f", benchkit.Micros(r.cpuPerReq(proc)))
 	if proc == r.mode.front {
 		return "**" + s + "**"
 	}
@@ -158,15 +141,15 @@ func (b *bench) detailTable(out io.Writer, rs []*result) {
 		}
 		fmt.Fprintf(out, "| %s | %d | %.2f | %.2f | %.2f | %.2f | %s | %.2f | %s | %.0f | %d | %s |\n",
 			r.mode.name, r.ok, r.cores(procKeybound), r.cores(procProxy), r.cores(procUpstream), r.cores(procGenerator),
-			other, ticks(r.machine.steal).Seconds()/r.wall.Seconds(), r.busiestOthers(), us(r.cpuPerReq(procGenerator)), r.dials, signed)
+			other, ticks(r.machine.steal).Seconds()/r.wall.Seconds(), r.busiestOthers(), benchkit.Micros(r.cpuPerReq(procGenerator)), r.dials, signed)
 	}
 	fmt.Fprintf(out, "\n| mode | per round: req/s | front CPU µs/req | p99 ms | other work (cores) |\n|---|---|---|---|---|\n")
 	for _, r := range rs {
 		var rate, cpu, p99, other []string
 		for _, f := range r.perRound {
 			rate = append(rate, fmt.Sprintf("%.0f", f.rate))
-			cpu = append(cpu, fmt.Sprintf("%.0f", us(f.cpu)))
-			p99 = append(p99, fmt.Sprintf("%.2f", ms(f.p99)))
+			cpu = append(cpu, fmt.Sprintf("%.0f", benchkit.Micros(f.cpu)))
+			p99 = append(p99, fmt.Sprintf("%.2f", benchkit.Millis(f.p99)))
 			other = append(other, fmt.Sprintf("%.2f", f.other))
 		}
 		fmt.Fprintf(out, "| %s | %s | %s | %s | %s |\n", r.mode.name, strings.Join(rate, ", "), strings.Join(cpu, ", "), strings.Join(p99, ", "), strings.Join(other, ", "))
@@ -186,13 +169,13 @@ func (b *bench) verdicts(out io.Writer) {
 	}
 	if dp != nil && dp.ok > 0 {
 		c := dp.cpuPerReq(procKeybound)
-		fmt.Fprintf(out, "- DPoP CPU: %.0f µs per request (target <= %.0f): %s\n", us(c), us(targetCPU), verdict(c <= targetCPU))
+		fmt.Fprintf(out, "- DPoP CPU: %.0f µs per request (target <= %.0f): %s\n", benchkit.Micros(c), benchkit.Micros(targetCPU), verdict(c <= targetCPU))
 	}
 	op, od := b.openResult("proxy"), b.openResult("dpop")
 	if op != nil && od != nil && op.ok > 0 && od.ok > 0 {
 		pp, pd := percentile(op.lat, 0.99), percentile(od.lat, 0.99)
 		fmt.Fprintf(out, "- p99 at %.0f req/s: gateway DPoP %.2f ms, plain proxy %.2f ms, difference %+.2f ms (target <= +%.0f ms): %s\n",
-			od.offered, ms(pd), ms(pp), ms(pd-pp), ms(targetP99Delta), verdict(pd-pp <= targetP99Delta))
+			od.offered, benchkit.Millis(pd), benchkit.Millis(pp), benchkit.Millis(pd-pp), benchkit.Millis(targetP99Delta), verdict(pd-pp <= targetP99Delta))
 	} else {
 		fmt.Fprintf(out, "- p99 at half load: not measured (needs -open-modes proxy,dpop)\n")
 	}
@@ -285,17 +268,17 @@ func matchWord(got, want int64) string {
 
 func (b *bench) references(out io.Writer) {
 	fmt.Fprintf(out, "### Reference\n\n")
-	fmt.Fprintf(out, "CPU per proxied request on this machine class, checking a bearer JWT only (no proof of possession): ORY Oathkeeper v26.2.0 about %.0f µs, heimdall v0.17.18 about %.0f µs (../shared/DEPENDENCIES.md).\n\n", us(oathkeeperCPU), us(heimdallCPU))
+	fmt.Fprintf(out, "CPU per proxied request on this machine class, checking a bearer JWT only (no proof of possession): ORY Oathkeeper v26.2.0 about %.0f µs, heimdall v0.17.18 about %.0f µs (../shared/DEPENDENCIES.md).\n\n", benchkit.Micros(oathkeeperCPU), benchkit.Micros(heimdallCPU))
 	for _, name := range []string{"bearer", "dpop", "mtls"} {
 		r := b.closedResult(name)
 		if r == nil || r.ok == 0 {
 			continue
 		}
 		c := r.cpuPerReq(procKeybound)
-		fmt.Fprintf(out, "- keybound %s: %.0f µs = %.0f%% of Oathkeeper's, %.0f%% of heimdall's\n", name, us(c), 100*float64(c)/float64(oathkeeperCPU), 100*float64(c)/float64(heimdallCPU))
+		fmt.Fprintf(out, "- keybound %s: %.0f µs = %.0f%% of Oathkeeper's, %.0f%% of heimdall's\n", name, benchkit.Micros(c), 100*float64(c)/float64(oathkeeperCPU), 100*float64(c)/float64(heimdallCPU))
 	}
 	if px := b.closedResult("proxy"); px != nil && px.ok > 0 {
-		fmt.Fprintf(out, "- plain httputil proxy: %.0f µs (../shared/DEPENDENCIES.md: about 70-105 µs)\n", us(px.cpuPerReq(procProxy)))
+		fmt.Fprintf(out, "- plain httputil proxy: %.0f µs (../shared/DEPENDENCIES.md: about 70-105 µs)\n", benchkit.Micros(px.cpuPerReq(procProxy)))
 	}
 	fmt.Fprintf(out, "\nTotal time: %s.\n", time.Since(b.started).Round(time.Second))
 }

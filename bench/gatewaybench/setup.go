@@ -7,16 +7,13 @@ package main
 // access token fetched up front.
 
 import (
-	"bytes"
 	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"os"
@@ -24,6 +21,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/keybound/keybound/bench/internal/benchkit"
 	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/ca"
 	"github.com/keybound/keybound/internal/config"
@@ -79,15 +77,6 @@ gateway:
 `, dataDir, serverAddr, gwAddr, "https://"+gwAddr, auditFile, upstream, benchScope, upstream, benchScope)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // startAll starts the upstream, keybound and the plain proxy, in that order
 // (keybound's routes name the upstream; the proxy serves keybound's
 // certificate).
@@ -107,11 +96,11 @@ func (b *bench) startAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p1, err := freePort()
+	p1, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
-	p2, err := freePort()
+	p2, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
@@ -218,25 +207,7 @@ func (b *bench) register(ctx context.Context) error {
 		reg.ExpiresAt = time.Now().Add(24 * time.Hour)
 		reg.Scope = benchScope
 		reg.AccessTokenLifetime = int64(tokenLifetime / time.Second)
-		body, _ := json.Marshal(reg)
-		req, _ := http.NewRequestWithContext(ctx, "POST", d.Issuer+"/admin/v1/clients", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := admin.Do(req)
-		if err != nil {
-			return "", fmt.Errorf("register %s: %w", reg.Name, err)
-		}
-		defer resp.Body.Close()
-		rb, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return "", fmt.Errorf("register %s: %d %s", reg.Name, resp.StatusCode, rb)
-		}
-		var v struct {
-			ClientID string `json:"client_id"`
-		}
-		if err := json.Unmarshal(rb, &v); err != nil || v.ClientID == "" {
-			return "", fmt.Errorf("register %s: no client_id in %s", reg.Name, rb)
-		}
-		return v.ClientID, nil
+		return benchkit.RegisterClient(ctx, admin, d.Issuer, reg)
 	}
 	token := func(c sdk.Config, wantType string) (string, error) {
 		c.TokenURL, c.Scopes = d.TokenEndpoint, []string{benchScope}

@@ -14,35 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/keybound/keybound/bench/internal/benchkit"
 )
 
-// clkTck is sysconf(_SC_CLK_TCK): USER_HZ, fixed at 100 for the /proc ABI on
-// every architecture Go supports.
-const clkTck = 100
-
-func ticks(t uint64) time.Duration { return time.Duration(t) * time.Second / clkTck }
-
-// parseProcStat returns utime+stime, in clock ticks, from the contents of
-// /proc/PID/stat. utime and stime are fields 14 and 15; they are counted
-// after the ")" that closes field 2 (comm), because comm may itself contain
-// spaces and parentheses.
-func parseProcStat(data []byte) (uint64, error) {
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc/PID/stat: no ')' after comm")
-	}
-	// After ")", field 3 (state) is index 0, so field k is index k-3.
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 15-3+1 {
-		return 0, errors.New("short /proc/PID/stat")
-	}
-	ut, err1 := strconv.ParseUint(f[14-3], 10, 64)
-	st, err2 := strconv.ParseUint(f[15-3], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, fmt.Errorf("/proc/PID/stat: %w", err)
-	}
-	return ut + st, nil
-}
+func ticks(t uint64) time.Duration { return benchkit.Ticks(t) }
 
 // parseProcComm returns field 2 of /proc/PID/stat, the command name,
 // without its parentheses.
@@ -79,7 +55,7 @@ func allProcs(skip map[int]bool) map[int]procSample {
 		if err != nil {
 			continue // it has exited
 		}
-		if t, err := parseProcStat(data); err == nil {
+		if t, err := benchkit.ParseProcStat(data); err == nil {
 			out[pid] = procSample{comm: parseProcComm(data), cpu: ticks(t)}
 		}
 	}
@@ -87,14 +63,7 @@ func allProcs(skip map[int]bool) map[int]procSample {
 }
 
 // procCPU is the CPU time (user + system) pid has used so far.
-func procCPU(pid int) (time.Duration, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	t, err := parseProcStat(data)
-	return ticks(t), err
-}
+func procCPU(pid int) (time.Duration, error) { return benchkit.ProcessCPU(pid) }
 
 // machineCPU is the aggregate "cpu" line of /proc/stat, in clock ticks
 // summed over all CPUs. busy is user+nice+system+irq+softirq (guest time is

@@ -22,7 +22,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto"
@@ -33,12 +32,10 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -55,16 +52,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/keybound/keybound/bench/internal/benchkit"
 	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/ca"
 	"github.com/keybound/keybound/internal/dpop"
 	"github.com/keybound/keybound/internal/inventory"
 	"github.com/keybound/keybound/sdk"
 )
-
-// clkTck is sysconf(_SC_CLK_TCK) on Linux (USER_HZ, fixed at 100 for the
-// /proc ABI on every architecture Go supports).
-const clkTck = 100
 
 const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
@@ -126,7 +120,7 @@ func main() {
 			if err != nil {
 				fatalf("%v", err)
 			}
-			fmt.Printf("verify %.1f µs  sign %.1f µs  dpop floor %.1f µs\n", us(f.verify), us(f.sign), us(f.dpop()))
+			fmt.Printf("verify %.1f µs  sign %.1f µs  dpop floor %.1f µs\n", benchkit.Micros(f.verify), benchkit.Micros(f.sign), benchkit.Micros(f.dpop()))
 		}
 		return
 	}
@@ -179,7 +173,7 @@ type result struct {
 	failures     map[string]int // status (or "transport") -> count
 	samples      map[string]string
 	wall         time.Duration
-	cpuTicks     uint64
+	serverCPU    time.Duration
 	lat          []time.Duration
 	onTheFly     int64 // requests whose credentials were signed inside the window
 	genCPU       time.Duration
@@ -196,7 +190,7 @@ func (r *result) failed() int {
 }
 
 func (b *bench) run(ctx context.Context) error {
-	root, err := moduleRoot()
+	root, err := benchkit.ModuleRoot("tokenbench")
 	if err != nil {
 		return err
 	}
@@ -250,7 +244,7 @@ func (b *bench) run(ctx context.Context) error {
 			}
 			r.verify, r.sign = rf.verify, rf.sign
 			results = append(results, r)
-			logf("%s c=%d: %d ok, %d failed, %.0f tokens/s, %.0f µs CPU/token", mode, n, r.ok, r.failed(), r.rate(), us(r.cpuPerToken()))
+			logf("%s c=%d: %d ok, %d failed, %.0f tokens/s, %.0f µs CPU/token", mode, n, r.ok, r.failed(), r.rate(), benchkit.Micros(r.cpuPerToken()))
 		}
 	}
 	med := medianFloor(floors)
@@ -265,29 +259,8 @@ func (b *bench) run(ctx context.Context) error {
 	return nil
 }
 
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("run tokenbench inside the keybound module (go run ./bench/tokenbench)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 func (b *bench) startServer(ctx context.Context, bin string) error {
-	port, err := freePort()
+	port, err := benchkit.FreePort()
 	if err != nil {
 		return err
 	}
@@ -401,33 +374,6 @@ func (b *bench) cleanup() {
 	}
 }
 
-// cpuTicks returns utime+stime of pid in clock ticks. Fields 14 and 15 of
-// /proc/PID/stat are counted after the ")" closing comm, which may itself
-// contain spaces and parentheses.
-func cpuTicks(pid int) (uint64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return 0, errors.New("malformed /proc/PID/stat")
-	}
-	// After ")": field 3 (state) is index 0, so field k is index k-3.
-	f := strings.Fields(string(data[i+1:]))
-	if len(f) < 13 {
-		return 0, errors.New("short /proc/PID/stat")
-	}
-	ut, err1 := strconv.ParseUint(f[14-3], 10, 64)
-	st, err2 := strconv.ParseUint(f[15-3], 10, 64)
-	if err := errors.Join(err1, err2); err != nil {
-		return 0, err
-	}
-	return ut + st, nil
-}
-
-func ticksToDuration(t uint64) time.Duration { return time.Duration(t) * time.Second / clkTck }
-
 // ---- admin API -----------------------------------------------------------
 
 func (b *bench) register(ctx context.Context) error {
@@ -448,25 +394,7 @@ func (b *bench) register(ctx context.Context) error {
 	post := func(reg inventory.Registration) (string, error) {
 		reg.Owner, reg.Purpose, reg.Environment = "bench@example.com", "token endpoint load benchmark", "dev"
 		reg.ExpiresAt = time.Now().Add(24 * time.Hour)
-		body, _ := json.Marshal(reg)
-		req, _ := http.NewRequestWithContext(ctx, "POST", b.issuer+"/admin/v1/clients", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := admin.Do(req)
-		if err != nil {
-			return "", fmt.Errorf("register %s: %w", reg.Name, err)
-		}
-		defer resp.Body.Close()
-		rb, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusCreated {
-			return "", fmt.Errorf("register %s: %d %s", reg.Name, resp.StatusCode, rb)
-		}
-		var v struct {
-			ClientID string `json:"client_id"`
-		}
-		if err := json.Unmarshal(rb, &v); err != nil || v.ClientID == "" {
-			return "", fmt.Errorf("register %s: no client_id in %s", reg.Name, rb)
-		}
-		return v.ClientID, nil
+		return benchkit.RegisterClient(ctx, admin, b.issuer, reg)
 	}
 
 	// private_key_jwt + DPoP.
@@ -678,7 +606,7 @@ func (b *bench) load(ctx context.Context, mode string, n int) (*result, error) {
 	// Measured window.
 	var ru0 syscall.Rusage
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
-	t0, err := cpuTicks(b.srv.Process.Pid)
+	t0, err := benchkit.ProcessCPU(b.srv.Process.Pid)
 	if err != nil {
 		return nil, err
 	}
@@ -708,7 +636,7 @@ func (b *bench) load(ctx context.Context, mode string, n int) (*result, error) {
 	}
 	wg.Wait()
 	wall := time.Since(start)
-	t1, err := cpuTicks(b.srv.Process.Pid)
+	t1, err := benchkit.ProcessCPU(b.srv.Process.Pid)
 	if err != nil {
 		return nil, err
 	}
@@ -718,7 +646,7 @@ func (b *bench) load(ctx context.Context, mode string, n int) (*result, error) {
 		return nil, err
 	}
 
-	r := &result{mode: mode, conc: n, failures: map[string]int{}, samples: map[string]string{}, wall: wall, cpuTicks: t1 - t0, onTheFly: onTheFly.Load(), genCPU: rusageCPU(ru1) - rusageCPU(ru0)}
+	r := &result{mode: mode, conc: n, failures: map[string]int{}, samples: map[string]string{}, wall: wall, serverCPU: t1 - t0, onTheFly: onTheFly.Load(), genCPU: rusageCPU(ru1) - rusageCPU(ru0)}
 	for _, w := range workers {
 		r.ok += w.ok
 		r.lat = append(r.lat, w.lat...)
@@ -741,7 +669,7 @@ func (r *result) cpuPerToken() time.Duration {
 	if r.ok == 0 {
 		return 0
 	}
-	return ticksToDuration(r.cpuTicks) / time.Duration(r.ok)
+	return r.serverCPU / time.Duration(r.ok)
 }
 
 func (r *result) pct(p float64) time.Duration {
@@ -831,31 +759,13 @@ func measureFloor(iters int) (floor, error) {
 
 // ---- report --------------------------------------------------------------
 
-func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
-func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
-
-func cpuModel() string {
-	f, err := os.Open("/proc/cpuinfo")
-	if err != nil {
-		return "unknown"
-	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
-		}
-	}
-	return "unknown"
-}
-
 func (b *bench) report(out io.Writer, fl floor, rs []*result) {
 	fmt.Fprintf(out, "## keybound token endpoint benchmark\n\n")
-	fmt.Fprintf(out, "- machine: %d CPUs (nproc), %s\n", runtime.NumCPU(), cpuModel())
+	fmt.Fprintf(out, "- machine: %d CPUs (nproc), %s\n", runtime.NumCPU(), benchkit.CPUModel())
 	fmt.Fprintf(out, "- Go: %s %s/%s; server and load generator share the machine\n", runtime.Version(), runtime.GOOS, runtime.GOARCH)
 	fmt.Fprintf(out, "- each run: %s measured after %s warm-up; one keep-alive HTTP/1.1 TLS connection per concurrent client; fresh assertion and DPoP proof per request\n", b.opts.duration, b.opts.warmup)
 	fmt.Fprintf(out, "- crypto floor (in process, one goroutine, getrusage CPU, best of 3 x %d iterations; median of %d measurements, one before the server starts and one right before each run): ECDSA P-256 verify %.1f µs, sign %.1f µs; DPoP issuance = 2 verify + 1 sign = %.1f µs; mTLS issuance = 1 sign = %.1f µs (TLS handshake amortised over keep-alive connections)\n",
-		fl.iters, fl.samples, us(fl.verify), us(fl.sign), us(fl.dpop()), us(fl.sign))
+		fl.iters, fl.samples, benchkit.Micros(fl.verify), benchkit.Micros(fl.sign), benchkit.Micros(fl.dpop()), benchkit.Micros(fl.sign))
 	fmt.Fprintf(out, "- ratio = server CPU per token / floor; the second table shows the floor measured right before each run (its spread is the VM's noise)\n\n")
 
 	fmt.Fprintf(out, "| mode | concurrency | tokens/s | p50 ms | p99 ms | failures | server CPU µs/token | floor µs | ratio |\n")
@@ -863,7 +773,7 @@ func (b *bench) report(out io.Writer, fl floor, rs []*result) {
 	for _, r := range rs {
 		ratio := float64(r.cpuPerToken()) / float64(r.floor)
 		fmt.Fprintf(out, "| %s | %d | %.0f | %.2f | %.2f | %s | %.0f | %.0f | %.2f |\n",
-			r.mode, r.conc, r.rate(), ms(r.pct(0.50)), ms(r.pct(0.99)), failureCell(r), us(r.cpuPerToken()), us(r.floor), ratio)
+			r.mode, r.conc, r.rate(), benchkit.Millis(r.pct(0.50)), benchkit.Millis(r.pct(0.99)), failureCell(r), benchkit.Micros(r.cpuPerToken()), benchkit.Micros(r.floor), ratio)
 	}
 	fmt.Fprintln(out)
 
@@ -871,8 +781,8 @@ func (b *bench) report(out io.Writer, fl floor, rs []*result) {
 	fmt.Fprintf(out, "| mode | concurrency | issued | server CPU s | server cores busy | generator CPU s | signed in window | verify µs (pre-run) | sign µs (pre-run) |\n")
 	fmt.Fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rs {
-		cpu := ticksToDuration(r.cpuTicks)
-		fmt.Fprintf(out, "| %s | %d | %d | %.2f | %.2f | %.2f | %d | %.1f | %.1f |\n", r.mode, r.conc, r.ok, cpu.Seconds(), cpu.Seconds()/r.wall.Seconds(), r.genCPU.Seconds(), r.onTheFly, us(r.verify), us(r.sign))
+		cpu := r.serverCPU
+		fmt.Fprintf(out, "| %s | %d | %d | %.2f | %.2f | %.2f | %d | %.1f | %.1f |\n", r.mode, r.conc, r.ok, cpu.Seconds(), cpu.Seconds()/r.wall.Seconds(), r.genCPU.Seconds(), r.onTheFly, benchkit.Micros(r.verify), benchkit.Micros(r.sign))
 	}
 	fmt.Fprintln(out)
 
@@ -909,13 +819,13 @@ func (b *bench) report(out io.Writer, fl floor, rs []*result) {
 	fmt.Fprintln(out)
 
 	// Reference: ORY Hydra.
-	fmt.Fprintf(out, "Reference: ORY Hydra v26.2.0, about %.1f ms CPU per token (private_key_jwt) on this machine class (../shared/DEPENDENCIES.md).\n\n", ms(hydraCPUPerToken))
+	fmt.Fprintf(out, "Reference: ORY Hydra v26.2.0, about %.1f ms CPU per token (private_key_jwt) on this machine class (../shared/DEPENDENCIES.md).\n\n", benchkit.Millis(hydraCPUPerToken))
 	for _, r := range rs {
 		if r.ok == 0 {
 			continue
 		}
 		c := r.cpuPerToken()
-		fmt.Fprintf(out, "- %s c=%d: %.0f µs/token = %.1f%% of Hydra's CPU per token (Hydra / keybound = %.1fx)\n", r.mode, r.conc, us(c), 100*float64(c)/float64(hydraCPUPerToken), float64(hydraCPUPerToken)/float64(c))
+		fmt.Fprintf(out, "- %s c=%d: %.0f µs/token = %.1f%% of Hydra's CPU per token (Hydra / keybound = %.1fx)\n", r.mode, r.conc, benchkit.Micros(c), 100*float64(c)/float64(hydraCPUPerToken), float64(hydraCPUPerToken)/float64(c))
 	}
 }
 

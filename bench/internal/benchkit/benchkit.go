@@ -1,0 +1,142 @@
+// Package benchkit holds what keybound's load benchmarks (tokenbench,
+// gatewaybench) share: finding the module and a free port, the machine
+// description, process CPU time from /proc, and registering the clients
+// they load the server with through the admin API. Each benchmark keeps
+// its own load generation and report.
+package benchkit
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/inventory"
+)
+
+// ModuleRoot is the directory of the go.mod the benchmark runs in; name is
+// the benchmark, for the error that says how to run it.
+func ModuleRoot(name string) (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("run %s inside the keybound module (go run ./bench/%s)", name, name)
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// FreePort returns a loopback TCP port that was free a moment ago.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// CPUModel is the first "model name" of /proc/cpuinfo, or "unknown".
+func CPUModel() string {
+	f, err := os.Open("/proc/cpuinfo")
+	if err != nil {
+		return "unknown"
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if k, v, ok := strings.Cut(s.Text(), ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
+
+// Micros and Millis turn a duration into the report's units.
+func Micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+// Millis: see Micros.
+func Millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// RegisterClient registers reg through POST /admin/v1/clients of issuer,
+// with admin an HTTP client that authenticates as the admin identity, and
+// returns the new client id.
+func RegisterClient(ctx context.Context, admin *http.Client, issuer string, reg inventory.Registration) (string, error) {
+	body, err := json.Marshal(reg)
+	if err != nil {
+		return "", err
+	}
+	req, err := http.NewRequestWithContext(ctx, "POST", issuer+"/admin/v1/clients", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := admin.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("register %s: %w", reg.Name, err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusCreated {
+		return "", fmt.Errorf("register %s: %d %s", reg.Name, resp.StatusCode, rb)
+	}
+	var v struct {
+		ClientID string `json:"client_id"`
+	}
+	if err := json.Unmarshal(rb, &v); err != nil || v.ClientID == "" {
+		return "", fmt.Errorf("register %s: no client_id in %s", reg.Name, rb)
+	}
+	return v.ClientID, nil
+}
+
+// ClkTck is sysconf(_SC_CLK_TCK): USER_HZ, fixed at 100 for the /proc ABI
+// on every architecture Go supports.
+const ClkTck = 100
+
+// Ticks converts clock ticks to a duration.
+func Ticks(t uint64) time.Duration { return time.Duration(t) * time.Second / ClkTck }
+
+// ParseProcStat returns utime+stime, in clock ticks, from the contents of
+// /proc/PID/stat. utime and stime are fields 14 and 15; they are counted
+// after the ")" that closes field 2 (comm), because comm may itself contain
+// spaces and parentheses.
+func ParseProcStat(data []byte) (uint64, error) {
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc/PID/stat: no ')' after comm")
+	}
+	// After ")", field 3 (state) is index 0, so field k is index k-3.
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 15-3+1 {
+		return 0, errors.New("short /proc/PID/stat")
+	}
+	ut, err1 := strconv.ParseUint(f[14-3], 10, 64)
+	st, err2 := strconv.ParseUint(f[15-3], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/PID/stat: %w", err)
+	}
+	return ut + st, nil
+}
+
+// ProcessCPU is the CPU time (user + system) pid has used so far.
+func ProcessCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	t, err := ParseProcStat(data)
+	return Ticks(t), err
+}
