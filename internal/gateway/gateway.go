@@ -319,7 +319,7 @@ func (g *Gateway) assurance(rt *route.Route, caller *protect.Caller) *deny {
 	if rt.AllowWeakerAssurance {
 		return nil
 	}
-	if rt.Sensitivity >= route.Confidential && (caller.Binding == "bearer" || caller.Binding == protect.BindingStaticKey) {
+	if rt.Sensitivity >= route.Confidential && !caller.SenderConstrained() {
 		return g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, "this route holds "+rt.Sensitivity.String()+" data and needs a sender-constrained token (DPoP or mTLS-bound), not a bearer token")
 	}
 	if rt.Sensitivity >= route.Restricted && (caller.Claims.StaticSecret || caller.Claims.AuthMethod == "client_secret_basic" || caller.Claims.AuthMethod == "client_secret_post") {
@@ -332,7 +332,7 @@ func (g *Gateway) tokenDeny(caller *protect.Caller, status int, code, desc strin
 	e := oauth.New(code, desc)
 	e.Status = status
 	scheme := "Bearer"
-	if caller.Binding == "dpop" {
+	if caller.Binding == protect.BindingDPoP {
 		scheme = "DPoP"
 	}
 	e.WWWAuthenticate = oauth.Challenge(scheme, "", e)

@@ -74,12 +74,27 @@ type Checker struct {
 	Now   func() time.Time
 }
 
+// Caller.Binding values: how the caller proved its credential on this
+// request. BindingStaticKey is in statickey.go.
+const (
+	BindingDPoP   = "dpop"
+	BindingMTLS   = "mtls"
+	BindingBearer = "bearer"
+)
+
 // Caller is who made an accepted request.
 type Caller struct {
 	Claims *accesstoken.Claims
 	Client *identity.Client
-	// Binding is dpop, mtls or bearer.
+	// Binding is dpop, mtls, bearer or static_key.
 	Binding string
+}
+
+// SenderConstrained reports whether the caller proved possession of the
+// key or certificate its token is bound to. Anything else (a bearer token,
+// a static key, a binding this version does not know) is not.
+func (c *Caller) SenderConstrained() bool {
+	return c.Binding == BindingDPoP || c.Binding == BindingMTLS
 }
 
 // Check verifies r against url, the absolute URL the client called (the DPoP
@@ -120,7 +135,7 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 		return nil, c.challenge(sch, oauth.New(oauth.CodeInvalidToken, "the token has been revoked"))
 	}
 
-	caller := &Caller{Claims: claims, Binding: "bearer"}
+	caller := &Caller{Claims: claims, Binding: BindingBearer}
 	cnf := claims.Confirmation
 	switch {
 	case cnf != nil && cnf.JKT != "":
@@ -145,7 +160,7 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 		if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(cnf.JKT)) != 1 {
 			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidDPoPProof, "the proof is signed by a key other than the one the token is bound to"))
 		}
-		caller.Binding = "dpop"
+		caller.Binding = BindingDPoP
 	case cnf != nil && cnf.X5TS256 != "":
 		if isDPoP {
 			return nil, c.challenge("Bearer", oauth.New(oauth.CodeInvalidToken, "this token is certificate-bound; send it as Authorization: Bearer over mTLS"))
@@ -163,7 +178,7 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 				return nil, c.challenge("Bearer", oauth.Wrap(oauth.CodeInvalidToken, "the client certificate this token is bound to has been revoked or has expired", err))
 			}
 		}
-		caller.Binding = "mtls"
+		caller.Binding = BindingMTLS
 	default:
 		if isDPoP {
 			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidToken, "this token is not DPoP-bound; send it as Bearer"))
@@ -193,7 +208,7 @@ func (c *Checker) RequireScope(caller *Caller, scopes ...string) error {
 	for _, s := range scopes {
 		if !slices.Contains(caller.Claims.Scope, s) {
 			sch := "Bearer"
-			if caller.Binding == "dpop" {
+			if caller.Binding == BindingDPoP {
 				sch = "DPoP"
 			}
 			e := c.challenge(sch, oauth.New(oauth.CodeInsufficientScope, "this endpoint needs the "+s+" scope"))
