@@ -77,6 +77,8 @@ type App struct {
 	gateway         *gatewayPart
 	gatewayListener net.Listener
 	configFile      string
+	// sweeps are the governance tasks background runs (sweep.go).
+	sweeps []sweepTask
 }
 
 // Option adjusts how New builds the app.
@@ -378,6 +380,9 @@ func (a *App) background(ctx context.Context) {
 	keyT := time.NewTicker(keyTickEvery)
 	revT := time.NewTicker(revocationSync)
 	purgeT := time.NewTicker(purgeEvery)
+	sweepT := time.NewTicker(a.cfg.Governance.SweepInterval)
+	defer sweepT.Stop()
+	a.sweep(ctx)
 	defer keyT.Stop()
 	defer revT.Stop()
 	defer purgeT.Stop()
@@ -396,6 +401,8 @@ func (a *App) background(ctx context.Context) {
 			if err := a.workload.View.Sync(ctx); err != nil {
 				a.log.Error("certificate revocation sync failed", "error", err)
 			}
+		case <-sweepT.C:
+			a.sweep(ctx)
 		case <-purgeT.C:
 			if n, err := a.store.PurgeExpired(ctx, time.Now()); err != nil {
 				a.log.Error("purge of expired revocations failed", "error", err)

@@ -40,6 +40,8 @@ type Config struct {
 	Gateway Gateway `yaml:"gateway"`
 	// WorkloadCA issues short-lived X.509 client certificates to workloads.
 	WorkloadCA WorkloadCA `yaml:"workload_ca"`
+	// Governance: rotation overlap, access reviews and expiry warnings.
+	Governance Governance `yaml:"governance"`
 }
 
 // Log configures log/slog output.
@@ -198,6 +200,7 @@ func Default() Config {
 			MaxCertLifetime:   workload.DefaultLifetime,
 			JoinTokenLifetime: workload.DefaultJoinTokenLifetime,
 		},
+		Governance: defaultGovernance(),
 	}
 }
 
@@ -407,6 +410,7 @@ func (c *Config) Validate() error {
 	if (c.WorkloadCA.CertFile == "") != (c.WorkloadCA.KeyFile == "") {
 		bad("workload_ca.cert_file", "cert_file and key_file must be set together")
 	}
+	c.validateGovernance(bad)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -81,6 +81,9 @@ type Client struct {
 	Purpose     string `json:"purpose"`
 	Environment string `json:"environment"`
 	Vendor      string `json:"vendor,omitempty"`
+	// Tags name the applications or projects the identity serves, so
+	// offboarding can act on all identities of one application.
+	Tags []string `json:"tags,omitempty"`
 
 	Status    Status    `json:"status"`
 	CreatedAt time.Time `json:"created_at"`
@@ -103,9 +106,37 @@ type Client struct {
 	Secret *SecretHash `json:"-"`
 
 	Binding Binding `json:"binding"`
+	// Previous is the credential the last rotation replaced, accepted
+	// alongside the current one until Previous.RetiresAt. Nil when no
+	// rotation overlap is open or recorded.
+	Previous *PreviousCredential `json:"previous_credential,omitempty"`
 	// TokenLifetime overrides the server's default access token lifetime; it
 	// is capped by the server maximum at issue time. Zero means the default.
 	TokenLifetime time.Duration `json:"-"`
+}
+
+// PreviousCredential is a credential replaced by a rotation. Only the
+// authentication method's own field is set: JWKS for private_key_jwt and
+// self_signed_tls_client_auth, the subject or SAN for tls_client_auth, the
+// secret hash for a legacy secret.
+type PreviousCredential struct {
+	JWKS         json.RawMessage `json:"-"`
+	TLSSubjectDN string          `json:"-"`
+	TLSSANURI    string          `json:"-"`
+	TLSSANDNS    string          `json:"-"`
+	Secret       *SecretHash     `json:"-"`
+	RotatedAt    time.Time       `json:"rotated_at"`
+	RetiresAt    time.Time       `json:"retires_at"`
+}
+
+// PreviousAt returns the previous credential if it is still accepted at
+// now, else nil: once its overlap ends it stops working everywhere, even
+// before a sweep removes it from the store.
+func (c *Client) PreviousAt(now time.Time) *PreviousCredential {
+	if c.Previous == nil || !now.Before(c.Previous.RetiresAt) {
+		return nil
+	}
+	return c.Previous
 }
 
 // Errors returned by Usable. Callers branch on them to pick a wire error.

@@ -16,4 +16,6 @@ const (
 	MaxJWKSBytes = 64 << 10
 	// MaxJWKSKeys bounds the keys in a registered set (rotation overlap needs 2-3).
 	MaxJWKSKeys = 8
+	// MaxTags bounds the application tags of one identity.
+	MaxTags = 16
 )

@@ -3,6 +3,7 @@ package sqlite
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,7 +18,7 @@ import (
 const clientColumns = `id, name, owner, purpose, environment, vendor, status,
 	created_at, updated_at, expires_at, scopes, audiences, auth_method, jwks,
 	tls_subject_dn, tls_san_uri, tls_san_dns, secret_salt, secret_hash,
-	secret_lookup, binding, token_lifetime`
+	secret_lookup, binding, token_lifetime, tags, previous, prev_secret_lookup`
 
 const getClientSQL = `SELECT ` + clientColumns + ` FROM clients WHERE id = ?`
 
@@ -56,13 +57,68 @@ func clientArgs(c *identity.Client) ([]any, error) {
 			lookup = c.Secret.Lookup
 		}
 	}
+	tags, err := encodeStrings(c.Tags)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: encode tags: %w", err)
+	}
+	prev, prevLookup, err := encodePrevious(c.Previous)
+	if err != nil {
+		return nil, err
+	}
 	return []any{
 		c.Name, c.Owner, c.Purpose, c.Environment, c.Vendor, string(c.Status),
 		created, updated, expires, scopes, audiences, string(c.AuthMethod), nilIfEmpty(c.JWKS),
 		c.TLSSubjectDN, c.TLSSANURI, c.TLSSANDNS, salt, hash,
-		lookup, string(c.Binding), int64(c.TokenLifetime),
+		lookup, string(c.Binding), int64(c.TokenLifetime), tags, prev, prevLookup,
 		c.ID,
 	}, nil
+}
+
+// previousJSON is the stored form of identity.PreviousCredential: unlike
+// the domain type's JSON (which API responses use), it keeps the credential
+// itself. A secret appears only as its salted hash and lookup digest.
+type previousJSON struct {
+	JWKS         json.RawMessage      `json:"jwks,omitempty"`
+	TLSSubjectDN string               `json:"tls_subject_dn,omitempty"`
+	TLSSANURI    string               `json:"tls_san_uri,omitempty"`
+	TLSSANDNS    string               `json:"tls_san_dns,omitempty"`
+	Secret       *identity.SecretHash `json:"secret,omitempty"`
+	RotatedAt    time.Time            `json:"rotated_at"`
+	RetiresAt    time.Time            `json:"retires_at"`
+}
+
+func encodePrevious(p *identity.PreviousCredential) (prev, lookup any, err error) {
+	if p == nil {
+		return nil, nil, nil
+	}
+	if p.RetiresAt.IsZero() || p.RotatedAt.IsZero() {
+		// A previous credential without an end would be accepted forever.
+		return nil, nil, errors.New("sqlite: previous credential needs rotated_at and retires_at")
+	}
+	if p.Secret != nil && (len(p.Secret.Salt) == 0 || len(p.Secret.Hash) == 0) {
+		return nil, nil, errors.New("sqlite: previous secret hash has an empty salt or hash")
+	}
+	b, err := json.Marshal(previousJSON{JWKS: p.JWKS, TLSSubjectDN: p.TLSSubjectDN, TLSSANURI: p.TLSSANURI,
+		TLSSANDNS: p.TLSSANDNS, Secret: p.Secret, RotatedAt: p.RotatedAt.UTC(), RetiresAt: p.RetiresAt.UTC()})
+	if err != nil {
+		return nil, nil, fmt.Errorf("sqlite: encode previous credential: %w", err)
+	}
+	if p.Secret != nil && len(p.Secret.Lookup) > 0 {
+		lookup = p.Secret.Lookup
+	}
+	return string(b), lookup, nil
+}
+
+func decodePrevious(s sql.NullString) (*identity.PreviousCredential, error) {
+	if !s.Valid {
+		return nil, nil
+	}
+	var p previousJSON
+	if err := json.Unmarshal([]byte(s.String), &p); err != nil {
+		return nil, fmt.Errorf("sqlite: decode previous credential: %w", err)
+	}
+	return &identity.PreviousCredential{JWKS: p.JWKS, TLSSubjectDN: p.TLSSubjectDN, TLSSANURI: p.TLSSANURI,
+		TLSSANDNS: p.TLSSANDNS, Secret: p.Secret, RotatedAt: p.RotatedAt, RetiresAt: p.RetiresAt}, nil
 }
 
 // scanner is what *sql.Row and *sql.Rows have in common.
@@ -76,11 +132,14 @@ func scanClient(r scanner) (*identity.Client, error) {
 		scopes, audiences         string
 		jwks, salt, hash, lookup  []byte
 		lifetime                  int64
+		tags                      string
+		prev                      sql.NullString
+		prevLookup                []byte
 	)
 	if err := r.Scan(&c.ID, &c.Name, &c.Owner, &c.Purpose, &c.Environment, &c.Vendor, &status,
 		&created, &updated, &expires, &scopes, &audiences, &authMethod, &jwks,
 		&c.TLSSubjectDN, &c.TLSSANURI, &c.TLSSANDNS, &salt, &hash,
-		&lookup, &bind, &lifetime); err != nil {
+		&lookup, &bind, &lifetime, &tags, &prev, &prevLookup); err != nil {
 		return nil, err
 	}
 	var err error
@@ -88,6 +147,12 @@ func scanClient(r scanner) (*identity.Client, error) {
 		return nil, err
 	}
 	if c.Audiences, err = decodeStrings("audiences", audiences); err != nil {
+		return nil, err
+	}
+	if c.Tags, err = decodeStrings("tags", tags); err != nil {
+		return nil, err
+	}
+	if c.Previous, err = decodePrevious(prev); err != nil {
 		return nil, err
 	}
 	c.Status = identity.Status(status)
@@ -119,12 +184,7 @@ func (s *Store) CreateClient(ctx context.Context, c *identity.Client, ev store.A
 		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO clients (
-			name, owner, purpose, environment, vendor, status,
-			created_at, updated_at, expires_at, scopes, audiences, auth_method, jwks,
-			tls_subject_dn, tls_san_uri, tls_san_dns, secret_salt, secret_hash,
-			secret_lookup, binding, token_lifetime, id
-		) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
+		if _, err := tx.ExecContext(ctx, insertClientSQL, args...); err != nil {
 			return wrap("create client", err)
 		}
 		return insertEvent(ctx, tx, evArgs)
@@ -149,7 +209,7 @@ func (s *Store) GetClientBySecretLookup(ctx context.Context, lookup []byte) (*id
 	if len(lookup) == 0 {
 		return nil, fmt.Errorf("sqlite: get client by secret: %w", store.ErrNotFound)
 	}
-	c, err := scanClient(s.read.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE secret_lookup = ?`, lookup))
+	c, err := scanClient(s.read.QueryRowContext(ctx, `SELECT `+clientColumns+` FROM clients WHERE secret_lookup = ? OR prev_secret_lookup = ?`, lookup, lookup))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: get client by secret: %w", store.ErrNotFound)
 	}
@@ -231,7 +291,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *identity.Client, prevUpdate
 			name = ?, owner = ?, purpose = ?, environment = ?, vendor = ?, status = ?,
 			created_at = ?, updated_at = ?, expires_at = ?, scopes = ?, audiences = ?, auth_method = ?, jwks = ?,
 			tls_subject_dn = ?, tls_san_uri = ?, tls_san_dns = ?, secret_salt = ?, secret_hash = ?,
-			secret_lookup = ?, binding = ?, token_lifetime = ?
+			secret_lookup = ?, binding = ?, token_lifetime = ?, tags = ?, previous = ?, prev_secret_lookup = ?
 			WHERE id = ? AND updated_at IS ?`, append(args, prev)...)
 		if err != nil {
 			return wrap("update client", err)

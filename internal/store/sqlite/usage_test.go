@@ -88,8 +88,11 @@ func TestUsageMigrationBackfill(t *testing.T) {
 			t.Fatalf("%s is empty after AppendAuditEvents", tb)
 		}
 	}
-	// Back to schema version 4, with the audit trail kept.
+	// Back to schema version 4, with the audit trail kept. Every migration
+	// after 0005 is undone here too, newest first.
 	for _, q := range []string{
+		`DROP INDEX clients_prev_secret_lookup`, `ALTER TABLE clients DROP COLUMN prev_secret_lookup`,
+		`ALTER TABLE clients DROP COLUMN previous`, `ALTER TABLE clients DROP COLUMN tags`,
 		`DROP TABLE audit_usage_daily`, `DROP TABLE audit_client_sources`,
 		`DROP TABLE posture_snapshots`, `DELETE FROM schema_migrations WHERE version >= 5`,
 	} {

@@ -60,7 +60,7 @@ func at(d time.Duration) time.Time { return base.Add(d) }
 
 // clientFields is the number of fields of identity.Client the suite knows.
 // When the type grows, this fails first: extend fullClient and every backend.
-const clientFields = 20
+const clientFields = 22
 
 // Run runs the suite. open must return a new, empty store each call; Run
 // closes it when the subtest ends.
@@ -133,6 +133,16 @@ func fullClient(id string) *identity.Client {
 		Secret:        &identity.SecretHash{Salt: bytes.Repeat([]byte{0x5a}, 16), Hash: bytes.Repeat([]byte{0xa5}, 32), Lookup: identity.SecretLookup("secret of " + id)},
 		Binding:       identity.BindingDPoP,
 		TokenLifetime: 5*time.Minute + 7*time.Nanosecond,
+		Tags:          []string{"ledger-sync", "billing"},
+		Previous: &identity.PreviousCredential{
+			JWKS:         json.RawMessage(`{"keys":[{"kty":"OKP","crv":"Ed25519","x":"VCpo2LMLhn6iWku8MKvSLg2ZAoC-nlOyPVQaO3FxVeQ"}]}`),
+			TLSSubjectDN: "CN=billing-old,O=Example",
+			TLSSANURI:    "spiffe://example.org/billing-old",
+			TLSSANDNS:    "billing-old.internal.example",
+			Secret:       &identity.SecretHash{Salt: bytes.Repeat([]byte{0x3c}, 16), Hash: bytes.Repeat([]byte{0xc3}, 32), Lookup: identity.SecretLookup("old secret of " + id)},
+			RotatedAt:    at(time.Hour + 3),
+			RetiresAt:    at(25 * time.Hour),
+		},
 	}
 }
 
@@ -164,6 +174,17 @@ func normClient(c *identity.Client) identity.Client {
 	}
 	if len(n.JWKS) == 0 {
 		n.JWKS = nil
+	}
+	if len(n.Tags) == 0 {
+		n.Tags = nil
+	}
+	if c.Previous != nil {
+		p := *c.Previous
+		p.RotatedAt, p.RetiresAt = normTime(p.RotatedAt), normTime(p.RetiresAt)
+		if len(p.JWKS) == 0 {
+			p.JWKS = nil
+		}
+		n.Previous = &p
 	}
 	if c.Secret != nil {
 		s := *c.Secret
@@ -380,6 +401,41 @@ func testSecretLookup(t *testing.T, newStore func(*testing.T) store.Store) {
 	}
 	if got, err := s.GetClientBySecretLookup(ctx, l2); err != nil || got.ID != "k1" {
 		t.Errorf("new digest after rotation = %v, %v; want client k1", got, err)
+	}
+
+	// A replaced secret kept for a rotation overlap is found by its digest
+	// too (the caller decides whether the overlap is still open), and its
+	// digest cannot be taken by another client.
+	cur = mustGet(t, s, "k1")
+	next = *cur
+	prev := *cur.Previous
+	prevSecret := *cur.Previous.Secret
+	prevSecret.Lookup = l1
+	prev.Secret = &prevSecret
+	next.Previous = &prev
+	next.UpdatedAt = cur.UpdatedAt.Add(time.Minute)
+	if err := s.UpdateClient(ctx, &next, cur.UpdatedAt, event("client.rotate", "k1", 3*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetClientBySecretLookup(ctx, l1); err != nil || got.ID != "k1" {
+		t.Errorf("previous secret's digest = %v, %v; want client k1", got, err)
+	}
+	dup = fullClient("k3")
+	dup.Secret.Lookup = bytes.Repeat([]byte{3}, 32)
+	dup.Previous.Secret.Lookup = l1
+	if err := s.CreateClient(ctx, dup, event("client.create", "k3", 4*time.Second)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateClient reusing a previous secret's digest: got %v, want ErrConflict", err)
+	}
+	// Dropping the previous credential drops its digest.
+	cur = mustGet(t, s, "k1")
+	next = *cur
+	next.Previous = nil
+	next.UpdatedAt = cur.UpdatedAt.Add(time.Minute)
+	if err := s.UpdateClient(ctx, &next, cur.UpdatedAt, event("client.rotation.retire", "k1", 5*time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetClientBySecretLookup(ctx, l1); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("retired previous secret's digest: got %v, want ErrNotFound", err)
 	}
 }
 

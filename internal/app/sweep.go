@@ -1,0 +1,32 @@
+package app
+
+import (
+	"context"
+	"time"
+)
+
+// sweepTask is one governance rule applied on a schedule: retiring rotated
+// credentials whose overlap ended, suspending identities whose review is
+// overdue, sending expiry warnings. Each task is idempotent, so a sweep
+// that runs twice, or on two nodes, changes nothing the second time.
+type sweepTask struct {
+	name string
+	run  func(ctx context.Context, now time.Time) error
+}
+
+// addSweep registers a task run every governance.sweep_interval, and once
+// when serving starts.
+func (a *App) addSweep(name string, run func(ctx context.Context, now time.Time) error) {
+	a.sweeps = append(a.sweeps, sweepTask{name: name, run: run})
+}
+
+// sweep runs every task once. A failing task is logged and does not stop
+// the others; it is retried on the next sweep.
+func (a *App) sweep(ctx context.Context) {
+	now := time.Now()
+	for _, t := range a.sweeps {
+		if err := t.run(ctx, now); err != nil && ctx.Err() == nil {
+			a.log.Error("governance sweep task failed", "task", t.name, "error", err)
+		}
+	}
+}

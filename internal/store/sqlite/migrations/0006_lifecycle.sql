@@ -1,0 +1,11 @@
+-- 0006: the credential lifecycle. tags is a JSON array of application or
+-- project names offboarding can select by. previous is the credential the
+-- last rotation replaced (JSON: the JWKS, TLS names or secret hash, and
+-- when it retires); prev_secret_lookup indexes a replaced legacy secret so
+-- a static API key still in use during the overlap is found.
+
+ALTER TABLE clients ADD COLUMN tags TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE clients ADD COLUMN previous TEXT;
+ALTER TABLE clients ADD COLUMN prev_secret_lookup BLOB;
+
+CREATE UNIQUE INDEX clients_prev_secret_lookup ON clients (prev_secret_lookup) WHERE prev_secret_lookup IS NOT NULL;
