@@ -183,6 +183,9 @@ func describe(c *identity.Client) map[string]string {
 	if c.Vendor != "" {
 		m["vendor"] = c.Vendor
 	}
+	if len(c.Tags) > 0 {
+		m["tags"] = strings.Join(c.Tags, " ")
+	}
 	return m
 }
 

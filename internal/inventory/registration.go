@@ -29,6 +29,8 @@ type Registration struct {
 	Environment string    `json:"environment"`
 	Vendor      string    `json:"vendor,omitempty"`
 	ExpiresAt   time.Time `json:"expires_at"`
+	// Tags name the applications or projects the identity serves.
+	Tags []string `json:"tags,omitempty"`
 
 	Scope     string   `json:"scope"`
 	Audiences []string `json:"audiences,omitempty"`
@@ -102,6 +104,7 @@ func (r Registration) toClient(now time.Time, p Policy) (*identity.Client, error
 	if c.Environment != "" && strings.ContainsAny(c.Environment, " \t/") {
 		bad("environment", "must be one word such as prod, staging or dev")
 	}
+	c.Tags = parseTags(r.Tags, bad)
 
 	switch {
 	case r.ExpiresAt.IsZero():
@@ -244,4 +247,41 @@ func checkJWKS(raw json.RawMessage, needX5C bool) error {
 		}
 	}
 	return nil
+}
+
+// parseTags validates application tags: short single words, no duplicates,
+// at most identity.MaxTags.
+func parseTags(tags []string, bad func(field, format string, args ...any)) []string {
+	if len(tags) > identity.MaxTags {
+		bad("tags", "at most %d tags are allowed, not %d", identity.MaxTags, len(tags))
+		return nil
+	}
+	var out []string
+	for i, t := range tags {
+		t = strings.TrimSpace(t)
+		if !ValidTag(t) {
+			bad(fmt.Sprintf("tags[%d]", i), "must be 1 to %d letters, digits or . _ - : characters, not %q", MaxTagLen, t)
+			continue
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// MaxTagLen bounds one application tag.
+const MaxTagLen = 64
+
+// ValidTag reports whether t is a well-formed application tag.
+func ValidTag(t string) bool {
+	if t == "" || len(t) > MaxTagLen {
+		return false
+	}
+	for _, r := range t {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-:", r)) {
+			return false
+		}
+	}
+	return true
 }
