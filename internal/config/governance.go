@@ -20,8 +20,12 @@ type Governance struct {
 	// MaxRotationOverlap caps what a rotation may ask for.
 	RotationOverlap    time.Duration `yaml:"rotation_overlap"`
 	MaxRotationOverlap time.Duration `yaml:"max_rotation_overlap"`
-	Reviews            Reviews       `yaml:"reviews"`
-	Notify             Notify        `yaml:"notify"`
+	// RequireKnownOwners refuses an owner that is not in the owner
+	// directory (`keybound owner add`) when an identity is created,
+	// imported or transferred. Departed owners are refused either way.
+	RequireKnownOwners bool    `yaml:"require_known_owners"`
+	Reviews            Reviews `yaml:"reviews"`
+	Notify             Notify  `yaml:"notify"`
 }
 
 // Reviews configures access reviews: how often each identity must be

@@ -42,6 +42,10 @@ type Policy struct {
 	MaxLifetime time.Duration
 	// MaxTokenLifetime caps a client's own access token lifetime.
 	MaxTokenLifetime time.Duration
+	// RotationOverlap is how long a rotated-out credential keeps working
+	// when the rotation names no overlap; MaxRotationOverlap caps it.
+	RotationOverlap    time.Duration
+	MaxRotationOverlap time.Duration
 }
 
 // Service is the inventory. Now is injectable for tests; nil means time.Now.

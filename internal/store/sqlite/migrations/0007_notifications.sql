@@ -1,0 +1,2 @@
+-- 0007: reserved for expiry notifications (being written).
+SELECT 1;
