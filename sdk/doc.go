@@ -23,6 +23,21 @@
 // tokens and refreshes them before they expire; use one per process and
 // client, not one per request.
 //
+// A CertificateSource enrolls for a short-lived keybound workload certificate
+// (with private_key_jwt or a one-time join token; the key is made in memory
+// or is any crypto.Signer) and renews it in the background. Its Client pairs
+// each certificate with its own connections and tokens, so tls_client_auth
+// and certificate-bound tokens keep working across renewals:
+//
+//	src, err := sdk.NewCertificateSource(ctx, &sdk.CertificateConfig{
+//		Issuer: "https://auth.example.com", JoinToken: os.Getenv("KEYBOUND_JOIN_TOKEN"),
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	defer src.Close()
+//	client, err := src.Client(ctx, &sdk.Config{TokenURL: "https://auth.example.com/oauth2/token", Scopes: []string{"invoices:read"}})
+//
 // The package is the client half only: it never verifies tokens, never stores
 // anything on disk, never sends a private key anywhere, and imports no server
 // code.

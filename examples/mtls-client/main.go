@@ -38,6 +38,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	tokenURL := fs.String("token-url", os.Getenv("KEYBOUND_TOKEN_URL"), "token endpoint, e.g. https://auth.example.com/oauth2/token (env KEYBOUND_TOKEN_URL)")
 	clientID := fs.String("client-id", os.Getenv("KEYBOUND_CLIENT_ID"), "registered client id (env KEYBOUND_CLIENT_ID)")
 	certFile := fs.String("cert", os.Getenv("KEYBOUND_CERT"), "workload certificate chain, PEM (env KEYBOUND_CERT)")
+	joinToken := fs.String("join-token", os.Getenv("KEYBOUND_JOIN_TOKEN"), "instead of -cert/-key: enroll with this one-time join token and renew in the background (env KEYBOUND_JOIN_TOKEN)")
 	keyFile := fs.String("key", os.Getenv("KEYBOUND_CERT_KEY"), "private key of -cert, PEM (env KEYBOUND_CERT_KEY)")
 	caFile := fs.String("cacert", os.Getenv("KEYBOUND_CACERT"), "CA certificate to trust, PEM (env KEYBOUND_CACERT; default: system roots)")
 	scope := fs.String("scope", "", "space-separated scopes to request")
@@ -45,17 +46,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *tokenURL == "" || *clientID == "" || *certFile == "" || *keyFile == "" || *apiURL == "" {
-		return errors.New("-token-url, -client-id, -cert, -key and -url are required")
+	if *tokenURL == "" || *clientID == "" || *apiURL == "" || (*joinToken == "" && (*certFile == "" || *keyFile == "")) {
+		return errors.New("-token-url, -client-id, -url and either -join-token or -cert and -key are required")
 	}
 
-	pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
-	if err != nil {
-		return fmt.Errorf("workload certificate: %w", err)
-	}
-	// The certificate is read once; after `keybound cert renew` a long-running
-	// service would reload it (tls.Config.GetClientCertificate) or restart.
-	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if *caFile != "" {
 		pem, err := os.ReadFile(*caFile)
 		if err != nil {
@@ -65,6 +60,16 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		if !tlsConf.RootCAs.AppendCertsFromPEM(pem) {
 			return fmt.Errorf("%s holds no PEM certificate", *caFile)
 		}
+	}
+
+	if *joinToken == "" {
+		// The certificate is read once; after `keybound cert renew` a
+		// long-running service would restart, or use -join-token below.
+		pair, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("workload certificate: %w", err)
+		}
+		tlsConf.Certificates = []tls.Certificate{pair}
 	}
 
 	cfg := &sdk.Config{
@@ -78,6 +83,20 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	// The client's transport is HTTPClient's, so the gateway sees the same
 	// certificate the token is bound to.
 	client := cfg.Client(ctx)
+	if *joinToken != "" {
+		// Enroll a key made in memory and renew it in the background; the
+		// client swaps certificate, connections and token together.
+		// keybound's token endpoint is ISSUER/oauth2/token.
+		src, err := sdk.NewCertificateSource(ctx, &sdk.CertificateConfig{
+			Issuer: strings.TrimSuffix(*tokenURL, "/oauth2/token"), ClientID: *clientID, JoinToken: *joinToken, HTTPClient: cfg.HTTPClient})
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		if client, err = src.Client(ctx, cfg); err != nil {
+			return err
+		}
+	}
 
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *apiURL, nil)
 	if err != nil {

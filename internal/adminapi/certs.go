@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/keybound/keybound/internal/problem"
@@ -20,25 +21,29 @@ type CertAuthority interface {
 	Issue(ctx context.Context, req workload.Request) (*workload.Issued, error)
 	Get(ctx context.Context, serial string) (*store.WorkloadCertificate, error)
 	List(ctx context.Context, f store.CertificateFilter) ([]*store.WorkloadCertificate, error)
-	Revoke(ctx context.Context, actor, serial, reason string) (*store.WorkloadCertificate, error)
+	RevokeWithReason(ctx context.Context, actor, serial string, code workload.Reason, comment string) (*store.WorkloadCertificate, error)
 	CreateJoinToken(ctx context.Context, actor, clientID string, ttl time.Duration) (*workload.JoinToken, error)
 }
 
 // CertView is an issued workload certificate as the admin API shows it.
 // Status is active, expired or revoked at the time of the answer.
 type CertView struct {
-	Serial           string    `json:"serial"`
-	ClientID         string    `json:"client_id"`
-	SPIFFEID         string    `json:"spiffe_id"`
-	Thumbprint       string    `json:"x5t#S256"`
-	Status           string    `json:"status"`
-	IssuedAt         time.Time `json:"issued_at"`
-	NotBefore        time.Time `json:"not_before"`
-	NotAfter         time.Time `json:"not_after"`
-	Via              string    `json:"via"`
-	RenewedFrom      string    `json:"renewed_from,omitempty"`
-	RevokedAt        time.Time `json:"revoked_at,omitzero"`
-	RevocationReason string    `json:"revocation_reason,omitempty"`
+	Serial      string    `json:"serial"`
+	ClientID    string    `json:"client_id"`
+	SPIFFEID    string    `json:"spiffe_id"`
+	Thumbprint  string    `json:"x5t#S256"`
+	Status      string    `json:"status"`
+	IssuedAt    time.Time `json:"issued_at"`
+	NotBefore   time.Time `json:"not_before"`
+	NotAfter    time.Time `json:"not_after"`
+	Via         string    `json:"via"`
+	RenewedFrom string    `json:"renewed_from,omitempty"`
+	RevokedAt   time.Time `json:"revoked_at,omitzero"`
+	// RevocationReasonCode is the RFC 5280 reason the CRL entry carries
+	// (key-compromise, superseded, ...); RevocationReason is the free-text
+	// comment given with it.
+	RevocationReasonCode string `json:"revocation_reason_code,omitempty"`
+	RevocationReason     string `json:"revocation_reason,omitempty"`
 	// Certificate is the leaf in PEM; CertificateChain, set only in the
 	// answer to an issuance, adds the intermediates.
 	Certificate      string `json:"certificate"`
@@ -53,10 +58,15 @@ func certViewOf(c *store.WorkloadCertificate, now time.Time) CertView {
 	case !now.Before(c.NotAfter):
 		status = "expired"
 	}
+	var code, comment string
+	if !c.RevokedAt.IsZero() {
+		rc, text := workload.DecodeRevocation(c.RevocationReason)
+		code, comment = rc.String(), text
+	}
 	return CertView{
 		Serial: c.Serial, ClientID: c.ClientID, SPIFFEID: c.SPIFFEID, Thumbprint: c.Thumbprint, Status: status,
 		IssuedAt: c.IssuedAt, NotBefore: c.NotBefore, NotAfter: c.NotAfter, Via: c.Via, RenewedFrom: c.RenewedFrom,
-		RevokedAt: c.RevokedAt, RevocationReason: c.RevocationReason,
+		RevokedAt: c.RevokedAt, RevocationReasonCode: code, RevocationReason: comment,
 		Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER})),
 	}
 }
@@ -176,14 +186,27 @@ func (a *API) getCert(w http.ResponseWriter, r *http.Request, _ *protect.Caller)
 	return writeJSON(w, http.StatusOK, certViewOf(c, a.certNow()))
 }
 
+// RevokeRequest is the optional body of POST /certificates/{serial}/revoke.
+// ReasonCode is one of workload.ReasonNames (default unspecified) and goes
+// into the CRL entry; Reason is a free-text comment for the inventory and
+// the admin log.
+type RevokeRequest struct {
+	ReasonCode string `json:"reason_code,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+}
+
 func (a *API) revokeCert(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
-	var body statusChange
+	var body RevokeRequest
 	if r.ContentLength != 0 {
 		if err := decode(r, &body); err != nil {
 			return err
 		}
 	}
-	c, err := a.Certs.Revoke(r.Context(), actor(caller), r.PathValue("serial"), body.Reason)
+	code, err := workload.ParseReason(body.ReasonCode)
+	if err != nil {
+		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "reason_code must be one of "+strings.Join(workload.ReasonNames, ", "))
+	}
+	c, err := a.Certs.RevokeWithReason(r.Context(), actor(caller), r.PathValue("serial"), code, body.Reason)
 	if err != nil {
 		return certError(err)
 	}

@@ -185,10 +185,6 @@ func TestRegistrationValidation(t *testing.T) {
 		{"no binding", "application/json", with(func(m map[string]any) { delete(m, "dpop_bound_access_tokens") }), 400, invalidMetadata, "dpop_bound_access_tokens"},
 		{"unknown auth method", "application/json", with(func(m map[string]any) { m["token_endpoint_auth_method"] = "client_secret_jwt" }), 400, invalidMetadata, "token_endpoint_auth_method"},
 		{"no auth method", "application/json", with(func(m map[string]any) { delete(m, "token_endpoint_auth_method") }), 400, invalidMetadata, "token_endpoint_auth_method"},
-		{"tls_client_auth without a subject", "application/json", with(func(m map[string]any) {
-			delete(m, "jwks")
-			m["token_endpoint_auth_method"] = "tls_client_auth"
-		}), 400, invalidMetadata, "tls_client_auth_subject_dn"},
 		{"tls_client_auth with two subjects", "application/json", with(func(m map[string]any) {
 			delete(m, "jwks")
 			m["token_endpoint_auth_method"] = "tls_client_auth"

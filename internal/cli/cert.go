@@ -211,7 +211,7 @@ func newCertRenewCmd(g *globals) *cobra.Command {
 }
 
 func newCertRevokeCmd(g *globals) *cobra.Command {
-	var reason, out string
+	var reason, comment, out string
 	cmd := &cobra.Command{
 		Use:   "revoke SERIAL",
 		Short: "Revoke a workload certificate: refused at the token service and the gateway at once, and listed in the CRL",
@@ -220,12 +220,16 @@ func newCertRevokeCmd(g *globals) *cobra.Command {
 			if err := checkOutput(out); err != nil {
 				return err
 			}
+			if _, err := workload.ParseReason(reason); err != nil {
+				return usageError{fmt.Errorf("--reason must be one of %s, not %q; put free text in --comment", strings.Join(workload.ReasonNames, ", "), reason)}
+			}
 			api, err := newAdminAPI(cmd.Context(), g)
 			if err != nil {
 				return err
 			}
 			var v adminapi.CertView
-			if err := api.call(cmd.Context(), "POST", "/certificates/"+url.PathEscape(args[0])+"/revoke", map[string]string{"reason": reason}, &v); err != nil {
+			body := adminapi.RevokeRequest{ReasonCode: reason, Reason: comment}
+			if err := api.call(cmd.Context(), "POST", "/certificates/"+url.PathEscape(args[0])+"/revoke", body, &v); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -235,7 +239,8 @@ func newCertRevokeCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&reason, "reason", "", "why, for the admin audit log")
+	cmd.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason carried in the CRL: "+strings.Join(workload.ReasonNames, ", "))
+	cmd.Flags().StringVar(&comment, "comment", "", "free text for the inventory and the admin audit log")
 	outputFlag(cmd, &out)
 	return cmd
 }

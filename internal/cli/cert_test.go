@@ -121,7 +121,8 @@ func TestCert(t *testing.T) {
 	}
 
 	// Revoke the renewed certificate; renewing with it is then refused.
-	if out := s.cliOK(t, "cert", "revoke", renewed.Serial, "--reason", "test"); !strings.Contains(out, "revoked") {
+	checkFailure(t, s.cli(t, "cert", "revoke", renewed.Serial, "--reason", "test"), 2, "--reason must be one of")
+	if out := s.cliOK(t, "cert", "revoke", renewed.Serial, "--reason", "superseded", "--comment", "test"); !strings.Contains(out, "revoked") {
 		t.Errorf("revoke: %s", out)
 	}
 	checkFailure(t, s.cli(t, "cert", "revoke", renewed.Serial), 1, "already revoked")

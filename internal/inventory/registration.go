@@ -161,8 +161,10 @@ func (r Registration) toClient(now time.Time, p Policy) (*identity.Client, error
 				n++
 			}
 		}
-		if n != 1 {
-			bad("tls_client_auth_subject_dn", "exactly one of tls_client_auth_subject_dn, tls_client_auth_san_dns or tls_client_auth_san_uri is required for tls_client_auth (RFC 8705 section 2.1.2)")
+		// None means keybound workload certificates only: their SPIFFE ID
+		// names the client id, which is not known before registration.
+		if n > 1 {
+			bad("tls_client_auth_subject_dn", "at most one of tls_client_auth_subject_dn, tls_client_auth_san_dns or tls_client_auth_san_uri may be set for tls_client_auth (RFC 8705 section 2.1.2); set none to accept only keybound workload certificates")
 		}
 	}
 	if hasJWKS && r.AuthMethod.Valid() && r.AuthMethod != identity.AuthPrivateKeyJWT && r.AuthMethod != identity.AuthSelfSignedTLSClient {

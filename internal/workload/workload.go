@@ -376,6 +376,11 @@ func (s *Service) EnrollWithJoinToken(ctx context.Context, token string, csr []b
 // which the workload presented in its TLS handshake (chain: leaf first).
 // The presented certificate must verify to this CA's roots now, be on
 // record, and not be revoked; the new one may certify a new key.
+//
+// Renewal supersedes nothing: the presented certificate is not revoked and
+// stays valid until it expires, because connections made with it and
+// tokens bound to it are still in use while the workload switches over.
+// Revoke it with reason superseded to end it early.
 func (s *Service) Renew(ctx context.Context, chain []*x509.Certificate, csr []byte, lifetime time.Duration) (*Issued, error) {
 	if len(chain) == 0 {
 		return nil, refuse(ErrCertificate, "present the current workload certificate in the TLS handshake to renew it")
@@ -436,14 +441,24 @@ func NormalizeSerial(s string) (string, bool) {
 	return n.Text(16), true
 }
 
-// Revoke revokes the certificate with serial. It takes effect in this
-// process (token service and gateway) before Revoke returns.
+// Revoke revokes the certificate with serial for an unspecified reason,
+// with reason as the free-text comment. It takes effect in this process
+// (token service and gateway) before Revoke returns.
 func (s *Service) Revoke(ctx context.Context, actor, serial, reason string) (*store.WorkloadCertificate, error) {
+	return s.RevokeWithReason(ctx, actor, serial, ReasonUnspecified, reason)
+}
+
+// RevokeWithReason is Revoke with an RFC 5280 reason code, which the CRL
+// entry carries, and a free-text comment for the inventory and the log.
+func (s *Service) RevokeWithReason(ctx context.Context, actor, serial string, code Reason, comment string) (*store.WorkloadCertificate, error) {
 	norm, ok := NormalizeSerial(serial)
 	if !ok {
 		return nil, refuse(ErrBadRequest, "the serial must be a hexadecimal number, as `keybound cert list` shows it")
 	}
-	reason = truncate(strings.TrimSpace(reason), MaxReasonLen)
+	if _, ok := reasonNames[code]; !ok {
+		return nil, refuse(ErrBadRequest, "the revocation reason must be one of "+strings.Join(ReasonNames, ", "))
+	}
+	comment = truncate(strings.TrimSpace(comment), MaxReasonLen)
 	rec, err := s.Store.GetCertificate(ctx, norm)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, refuse(ErrNotFound, "no certificate with that serial is on record")
@@ -451,15 +466,19 @@ func (s *Service) Revoke(ctx context.Context, actor, serial, reason string) (*st
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
-	return rec, s.revoke(ctx, actor, rec, reason)
+	return rec, s.revoke(ctx, actor, rec, code, comment)
 }
 
-func (s *Service) revoke(ctx context.Context, actor string, rec *store.WorkloadCertificate, reason string) error {
+func (s *Service) revoke(ctx context.Context, actor string, rec *store.WorkloadCertificate, code Reason, comment string) error {
 	now := s.now()
 	changes := map[string]string{"serial": rec.Serial, "spiffe_id": rec.SPIFFEID}
-	if reason != "" {
-		changes["reason"] = reason
+	if comment != "" {
+		changes["reason"] = comment
 	}
+	if code != ReasonUnspecified {
+		changes["reason_code"] = code.String()
+	}
+	reason := EncodeRevocation(code, comment)
 	ev := store.AdminEvent{Time: now, Actor: actor, Action: ActionRevoke, Target: rec.ClientID, Changes: changes}
 	if err := s.Store.RevokeCertificate(ctx, rec.Serial, now, reason, ev); err != nil {
 		if errors.Is(err, store.ErrConflict) {
@@ -472,7 +491,8 @@ func (s *Service) revoke(ctx context.Context, actor string, rec *store.WorkloadC
 }
 
 // RevokeClient revokes every live certificate of clientID, so the CRL says
-// what revoking the identity already enforces. It returns how many it
+// what revoking the identity already enforces, with reason code
+// cessation-of-operation and reason as the comment. It returns how many it
 // revoked.
 func (s *Service) RevokeClient(ctx context.Context, actor, clientID, reason string) (int, error) {
 	live, err := s.Store.ListCertificates(ctx, store.CertificateFilter{ClientID: clientID, LiveAt: s.now()})
@@ -482,7 +502,7 @@ func (s *Service) RevokeClient(ctx context.Context, actor, clientID, reason stri
 	n := 0
 	var errs []error
 	for _, rec := range live {
-		if err := s.revoke(ctx, actor, rec, reason); err != nil && !errors.Is(err, ErrAlreadyRevoked) {
+		if err := s.revoke(ctx, actor, rec, ReasonCessationOfOperation, truncate(strings.TrimSpace(reason), MaxReasonLen)); err != nil && !errors.Is(err, ErrAlreadyRevoked) {
 			errs = append(errs, err)
 			continue
 		}
@@ -636,7 +656,8 @@ func (s *Service) CRL(ctx context.Context) ([]byte, error) {
 		if !ok {
 			return nil, fmt.Errorf("workload: stored serial %q is not hex", r.Serial)
 		}
-		entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: r.RevokedAt})
+		code, _ := DecodeRevocation(r.RevocationReason)
+		entries = append(entries, x509.RevocationListEntry{SerialNumber: n, RevocationTime: r.RevokedAt, ReasonCode: int(code)})
 	}
 	der, err := s.Issuer.CreateCRL(&x509.RevocationList{
 		Number:                    big.NewInt(now.UnixNano()),
