@@ -51,6 +51,7 @@ type Inventory interface {
 	MatchSecrets(ctx context.Context, actor, source string, sightings []inventory.Sighting) ([]inventory.SecretMatch, error)
 	LeakedAt(ctx context.Context, c *identity.Client) (time.Time, error)
 	Offboarder // offboard.go
+	Lifecycle  // lifecycle.go
 }
 
 // EventLog reads and appends the admin audit log.
@@ -83,6 +84,12 @@ type API struct {
 	// Usage is the audit trail's usage rollups and the posture snapshots;
 	// nil answers 501.
 	Usage UsageStore
+	// Notifications is the expiry warning service; nil answers 501.
+	Notifications Notifications
+	// Reviews runs access reviews and Owners is the owner directory
+	// (reviews.go, owners.go); nil answers 501.
+	Reviews Reviews
+	Owners  OwnerDirectory
 	// RouteTable lists the gateway's running routes; nil when no gateway
 	// runs (what needs the routes is then reported as not tracked).
 	RouteTable RouteLister
@@ -105,6 +112,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"/clients/{id}/suspend", a.wrap(a.changeStatus("suspend")))
 	mux.Handle("POST "+Prefix+"/clients/{id}/resume", a.wrap(a.changeStatus("resume")))
 	mux.Handle("POST "+Prefix+"/clients/{id}/revoke", a.wrap(a.changeStatus("revoke")))
+	mux.Handle("POST "+Prefix+"/clients/{id}/rotate", a.wrap(a.rotateClient))
+	mux.Handle("POST "+Prefix+"/clients/{id}/downscope", a.wrap(a.downscopeClient))
 	mux.Handle("GET "+Prefix+"/events", a.wrap(a.listEvents))
 	mux.Handle("GET "+Prefix+"/audit/events", a.wrap(a.listAuditEvents))
 	mux.Handle("GET "+Prefix+"/audit/summary", a.wrap(a.summarizeAudit))
@@ -115,6 +124,8 @@ func (a *API) Register(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"/clients:import", a.wrap(a.importClients))
 	mux.Handle("POST "+Prefix+"/secrets/match", a.wrap(a.matchSecrets))
 	mux.Handle("POST "+Prefix+"/offboard", a.wrap(a.offboard))
+	a.registerNotifications(mux)
+	a.registerReviews(mux) // owners.go
 	if a.Certs != nil {
 		a.registerCerts(mux)
 	}
@@ -250,6 +261,9 @@ func (a *API) listClients(w http.ResponseWriter, r *http.Request, _ *protect.Cal
 	for _, c := range cs {
 		out = append(out, viewOf(c))
 	}
+	if err := a.markOrphaned(r.Context(), cs, out); err != nil { // reviews.go
+		return err
+	}
 	return writeJSON(w, http.StatusOK, map[string]any{"clients": out})
 }
 
@@ -266,6 +280,11 @@ func (a *API) getClient(w http.ResponseWriter, r *http.Request, _ *protect.Calle
 	if !leaked.IsZero() {
 		v.LeakedAt = &leaked
 	}
+	views := []ClientView{v}
+	if err := a.markOrphaned(r.Context(), []*identity.Client{c}, views); err != nil { // reviews.go
+		return err
+	}
+	v = views[0]
 	return writeJSON(w, http.StatusOK, v)
 }
 

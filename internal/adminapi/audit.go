@@ -31,12 +31,13 @@ const (
 	paramClientID = "client_id"
 	paramRoute    = "route"
 	paramDecision = "decision"
+	paramReason   = "reason"
 	paramSince    = "since"
 	paramUntil    = "until"
 	paramLimit    = "limit"
 )
 
-var auditParams = []string{paramClientID, paramRoute, paramDecision, paramSince, paramUntil, paramLimit}
+var auditParams = []string{paramClientID, paramRoute, paramDecision, paramReason, paramSince, paramUntil, paramLimit}
 
 // Decisions the gateway records.
 const (
@@ -188,7 +189,8 @@ func (a *API) summarizeAudit(w http.ResponseWriter, r *http.Request, _ *protect.
 }
 
 // ParseAuditQuery turns the query string of an audit request into a filter.
-// client_id, route and decision (allow or deny) match exactly; since
+// client_id, route, decision (allow or deny) and reason (a reason code
+// such as client_expired) match exactly; since
 // (inclusive) and until (exclusive) are RFC 3339 times or durations before
 // now ("24h", "7d"); limit is 1 to MaxAuditLimit, DefaultAuditLimit when
 // absent. An empty value is the same as leaving the parameter out.
@@ -227,6 +229,12 @@ func ParseAuditQuery(rawQuery string, now time.Time) (store.AuditFilter, error) 
 		f.Decision = d
 	default:
 		bad(paramDecision, "must be allow or deny, not %q", d)
+	}
+	if r := get(paramReason); r != "" {
+		if len(r) > 64 || strings.Trim(r, "abcdefghijklmnopqrstuvwxyz_") != "" {
+			bad(paramReason, "must be a reason code such as client_expired or invalid_token, not %q", r)
+		}
+		f.Reason = r
 	}
 	var sinceOK, untilOK bool
 	if v := get(paramSince); v != "" {

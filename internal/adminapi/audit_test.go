@@ -75,6 +75,7 @@ func TestParseAuditQuery(t *testing.T) {
 		{"empty values are absent", "client_id=&route=&decision=&since=&until=&limit=", store.AuditFilter{Limit: DefaultAuditLimit}},
 		{"exact filters", "client_id=kb-1&route=invoices&decision=deny&limit=5", store.AuditFilter{ClientID: "kb-1", Route: "invoices", Decision: "deny", Limit: 5}},
 		{"allow", "decision=allow", store.AuditFilter{Decision: "allow", Limit: DefaultAuditLimit}},
+		{"reason", "reason=client_expired", store.AuditFilter{Reason: "client_expired", Limit: DefaultAuditLimit}},
 		{"RFC 3339 range", "since=2026-02-01T00:00:00Z&until=2026-02-02T00:00:00.5%2B01:00",
 			store.AuditFilter{Since: time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), Until: time.Date(2026, 2, 1, 23, 0, 0, 5e8, time.UTC), Limit: DefaultAuditLimit}},
 		{"relative since", "since=24h", store.AuditFilter{Since: now.Add(-24 * time.Hour), Limit: DefaultAuditLimit}},
@@ -111,6 +112,8 @@ func TestParseAuditQueryErrors(t *testing.T) {
 	}{
 		{"decision", "decision=maybe", []fe{{"decision", "must be allow or deny"}}},
 		{"decision is case-sensitive", "decision=ALLOW", []fe{{"decision", "must be allow or deny"}}},
+		{"reason with other characters", "reason=client-expired", []fe{{"reason", "must be a reason code"}}},
+		{"reason too long", "reason=" + strings.Repeat("a", 65), []fe{{"reason", "must be a reason code"}}},
 		{"limit zero", "limit=0", []fe{{"limit", "must be between 1 and 10000"}}},
 		{"limit too large", "limit=10001", []fe{{"limit", "must be between 1 and 10000"}}},
 		{"limit not a number", "limit=ten", []fe{{"limit", "must be between 1 and 10000"}}},

@@ -24,12 +24,13 @@ type Offboarder interface {
 }
 
 // OffboardRequest is the body of POST /offboard. At least one of owner,
-// vendor, environment and purpose is required; they combine with AND.
+// vendor, environment, purpose and tag is required; they combine with AND.
 type OffboardRequest struct {
 	Owner       string `json:"owner,omitempty"`
 	Vendor      string `json:"vendor,omitempty"`
 	Environment string `json:"environment,omitempty"`
 	Purpose     string `json:"purpose,omitempty"`
+	Tag         string `json:"tag,omitempty"`
 	// Action is suspend (the default) or revoke.
 	Action string `json:"action,omitempty"`
 	Reason string `json:"reason,omitempty"`

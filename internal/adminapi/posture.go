@@ -56,6 +56,12 @@ func (a *API) postureReport(w http.ResponseWriter, r *http.Request, _ *protect.C
 		return err
 	}
 	in.LeaksTracked = true
+	if err := a.reviewInput(r.Context(), &in); err != nil { // reviews.go
+		return err
+	}
+	if err := a.expiredUsedInput(r.Context(), &in); err != nil { // lifecycle.go
+		return err
+	}
 	rep := posture.Build(in)
 	prev, err := us.LatestPostureSnapshot(r.Context())
 	switch {

@@ -20,6 +20,7 @@ type ClientView struct {
 	Purpose             string              `json:"purpose"`
 	Environment         string              `json:"environment"`
 	Vendor              string              `json:"vendor,omitempty"`
+	Tags                []string            `json:"tags,omitempty"`
 	Status              identity.Status     `json:"status"`
 	ExpiresAt           time.Time           `json:"expires_at"`
 	UpdatedAt           time.Time           `json:"updated_at"`
@@ -35,12 +36,19 @@ type ClientView struct {
 	MTLSBound           bool                `json:"tls_client_certificate_bound_access_tokens"`
 	AllowBearer         bool                `json:"allow_bearer"`
 	AccessTokenLifetime int64               `json:"access_token_lifetime,omitempty"`
+	// PreviousCredential is set while a rotation overlap is open (or until
+	// the sweep records its end): when the old credential was rotated out
+	// and when it stops working. The credential itself is never shown.
+	PreviousCredential *identity.PreviousCredential `json:"previous_credential,omitempty"`
 	// StaticSecret marks a legacy shared-secret credential for reports.
 	StaticSecret bool `json:"static_secret"`
 	// LeakedAt is when keybound scan found this identity's current secret in
 	// code or history; the secret must be rotated. Shown by GET
 	// /clients/{id} only (listing would cost a lookup per client).
 	LeakedAt *time.Time `json:"leaked_at,omitempty"`
+	// Orphaned marks an identity whose owner has departed (keybound owner
+	// depart): it needs a new owner (keybound client transfer).
+	Orphaned bool `json:"orphaned"`
 }
 
 func viewOf(c *identity.Client) ClientView {
@@ -52,6 +60,7 @@ func viewOf(c *identity.Client) ClientView {
 		Purpose:             c.Purpose,
 		Environment:         c.Environment,
 		Vendor:              c.Vendor,
+		Tags:                c.Tags,
 		Status:              c.Status,
 		ExpiresAt:           c.ExpiresAt,
 		UpdatedAt:           c.UpdatedAt,
@@ -68,5 +77,6 @@ func viewOf(c *identity.Client) ClientView {
 		AllowBearer:         c.Binding == identity.BindingBearer,
 		AccessTokenLifetime: int64(c.TokenLifetime / time.Second),
 		StaticSecret:        c.AuthMethod.IsStaticSecret(),
+		PreviousCredential:  c.Previous,
 	}
 }

@@ -238,8 +238,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	}
 
 	inv := &inventory.Service{
-		Store:  st,
-		Policy: inventory.Policy{MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime},
+		Store: st,
+		Policy: inventory.Policy{
+			MaxLifetime: cfg.Clients.MaxLifetime, MaxTokenLifetime: cfg.Tokens.MaxLifetime,
+			RotationOverlap: cfg.Governance.RotationOverlap, MaxRotationOverlap: cfg.Governance.MaxRotationOverlap,
+		},
 		OnChange: func(id string) {
 			clients.Invalidate(id)
 			// A revoked identity's certificates go on the CRL too.
@@ -259,6 +262,19 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	admin := &adminapi.API{Inventory: inv, Events: st, Audit: st, Keys: a.ring, Auth: checker, BaseURL: issuer, Log: log}
 	admin.Usage = st
 	admin.Certs = a.workload
+	if err := a.buildReviews(ctx, inv, admin); err != nil { // reviews.go
+		return nil, err
+	}
+	if err := a.buildNotify(admin, reg); err != nil {
+		return nil, err
+	}
+	a.addSweep("retire rotated credentials", func(ctx context.Context, now time.Time) error {
+		n, err := inv.RetirePrevious(ctx, governanceActor, now)
+		if n > 0 {
+			log.Info("retired rotated-out credentials whose overlap ended", "count", n)
+		}
+		return err
+	})
 	enroll := &workloadapi.API{Service: a.workload, Log: log, Auth: &clientauth.Authenticator{
 		Clients:              clients,
 		NotFound:             errNotFound,

@@ -69,7 +69,7 @@ func TestOffboardThroughAdminAPI(t *testing.T) {
 		})
 	}
 	raw := []struct{ name, ct, body string }{
-		{"unknown field", "application/json", `{"owner":"team-off@example.com","tag":"x"}`},
+		{"unknown field", "application/json", `{"owner":"team-off@example.com","group":"x"}`},
 		{"not JSON", "application/json", `owner=team-off`},
 		{"wrong type", "application/json", `{"owner":"team-off@example.com","dry_run":"yes"}`},
 		{"trailing data", "application/json", `{"owner":"team-off@example.com"} {}`},

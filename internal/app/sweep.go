@@ -5,6 +5,9 @@ import (
 	"time"
 )
 
+// governanceActor is the actor of the admin events the sweep writes.
+const governanceActor = "keybound-governance"
+
 // sweepTask is one governance rule applied on a schedule: retiring rotated
 // credentials whose overlap ended, suspending identities whose review is
 // overdue, sending expiry warnings. Each task is idempotent, so a sweep

@@ -23,6 +23,8 @@ var tiers = map[string]int{
 	"internal/protect": 3, "internal/audit": 3,
 	"internal/scan":    3,
 	"internal/posture": 3,
+	"internal/review":  3,
+	"internal/notify":  3,
 
 	"internal/authserver": 4, "internal/adminapi": 4, "internal/gateway": 4, "internal/workloadapi": 4,
 

@@ -26,14 +26,14 @@ func newAuditCmd(g *globals) *cobra.Command {
 
 // auditFlags are the filters both audit verbs take.
 type auditFlags struct {
-	client, route, decision, since, until, out string
-	limit                                      int
+	client, route, decision, reason, since, until, out string
+	limit                                              int
 }
 
 // auditFlagOf names the flag that sets each query parameter, so an error reads
 // in the terms the user typed.
 var auditFlagOf = map[string]string{
-	"client_id": "--client", "route": "--route", "decision": "--decision",
+	"client_id": "--client", "route": "--route", "decision": "--decision", "reason": "--reason",
 	"since": "--since", "until": "--until", "limit": "--limit",
 }
 
@@ -42,6 +42,7 @@ func (f *auditFlags) add(cmd *cobra.Command, limitHelp string) {
 	fl.StringVar(&f.client, "client", "", "only this client id")
 	fl.StringVar(&f.route, "route", "", "only this gateway route (its name in the route table)")
 	fl.StringVar(&f.decision, "decision", "", "only allow or deny")
+	fl.StringVar(&f.reason, "reason", "", "only this reason code, e.g. client_expired (an expired identity's credential still in use)")
 	fl.StringVar(&f.since, "since", "", "from this time on: RFC 3339 (2026-03-01T12:00:00Z) or a duration back from now (24h, 7d)")
 	fl.StringVar(&f.until, "until", "", "before this time: RFC 3339 or a duration back from now")
 	fl.IntVar(&f.limit, "limit", adminapi.DefaultAuditLimit, limitHelp)
@@ -55,7 +56,7 @@ func (f *auditFlags) query() (url.Values, error) {
 		return nil, err
 	}
 	q := url.Values{"limit": {strconv.Itoa(f.limit)}}
-	for k, v := range map[string]string{"client_id": f.client, "route": f.route, "decision": f.decision, "since": f.since, "until": f.until} {
+	for k, v := range map[string]string{"client_id": f.client, "route": f.route, "decision": f.decision, "reason": f.reason, "since": f.since, "until": f.until} {
 		if v != "" {
 			q.Set(k, v)
 		}

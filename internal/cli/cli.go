@@ -70,6 +70,9 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newImportCmd(g),
 		newCertCmd(g),
 		newOffboardCmd(g),
+		newReviewCmd(g),
+		newOwnerCmd(g),
+		newNotifyCmd(g),
 		newRequestCmd(g),
 	)
 	// Group commands (client, keys) have no action of their own; cobra would

@@ -22,7 +22,9 @@ func newClientCmd(g *globals) *cobra.Command {
 	cmd.AddCommand(newClientCreateCmd(g), newClientListCmd(g), newClientShowCmd(g),
 		newClientStatusCmd(g, "suspend", "Stop an identity from getting or using tokens until resumed"),
 		newClientStatusCmd(g, "resume", "Return a suspended identity to active"),
-		newClientStatusCmd(g, "revoke", "End an identity for good"))
+		newClientStatusCmd(g, "revoke", "End an identity for good"),
+		newClientRotateCmd(g), newClientDownscopeCmd(g),
+		newClientTransferCmd(g)) // owner.go
 	return cmd
 }
 
@@ -56,14 +58,9 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
 			reg.ExpiresAt = exp
 			reg.AuthMethod = identity.AuthMethod(auth)
 			if jwksFile != "" {
-				b, err := readBounded(jwksFile, identity.MaxJWKSBytes)
-				if err != nil {
+				if reg.JWKS, err = readJWKSFile(jwksFile); err != nil {
 					return err
 				}
-				if !json.Valid(b) {
-					return fmt.Errorf("%s is not JSON; it must hold a JSON Web Key Set such as `keybound keygen` writes", jwksFile)
-				}
-				reg.JWKS = b
 			}
 			if !dpopB && !mtlsB && !bearerB {
 				dpopB = true
@@ -96,6 +93,7 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
 	f.StringVar(&reg.Purpose, "purpose", "", "what the identity is for (required)")
 	f.StringVar(&reg.Environment, "environment", "", "environment: prod, staging, dev, ... (required)")
 	f.StringVar(&reg.Vendor, "vendor", "", "third-party vendor operating the identity, if any")
+	f.StringSliceVar(&reg.Tags, "tag", nil, "application or project the identity serves; repeat for more (offboard --tag selects by it)")
 	f.StringVar(&expiresIn, "expires-in", "", "lifetime, e.g. 30d or 720h (this or --expires-at is required)")
 	f.StringVar(&expiresAt, "expires-at", "", "expiry as RFC 3339 time or YYYY-MM-DD")
 	f.StringVar(&reg.Scope, "scope", "", `allowed scopes, space-separated, e.g. "invoices:read invoices:write"`)
@@ -111,6 +109,18 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
 	f.DurationVar(&tokenLifetime, "token-lifetime", 0, "access token lifetime for this client (default: server default)")
 	outputFlag(cmd, &out)
 	return cmd
+}
+
+// readJWKSFile reads a public JWK Set file, bounded.
+func readJWKSFile(path string) (json.RawMessage, error) {
+	b, err := readBounded(path, identity.MaxJWKSBytes)
+	if err != nil {
+		return nil, err
+	}
+	if !json.Valid(b) {
+		return nil, fmt.Errorf("%s is not JSON; it must hold a JSON Web Key Set such as `keybound keygen` writes", path)
+	}
+	return b, nil
 }
 
 // expiry turns --expires-in / --expires-at into a time.
@@ -171,12 +181,19 @@ func printClient(g *globals, v adminapi.ClientView) error {
 		{"purpose", v.Purpose},
 		{"environment", v.Environment},
 		{"vendor", v.Vendor},
+		{"tags", strings.Join(v.Tags, " ")},
 		{"status", string(v.Status)},
 		{"expires_at", v.ExpiresAt.Format(time.RFC3339)},
 		{"scope", v.Scope},
 		{"audiences", strings.Join(v.Audiences, " ")},
 		{"auth_method", string(v.AuthMethod)},
 		{"binding", binding(v)},
+	}
+	if v.Orphaned {
+		rows = append(rows, []string{"orphaned", "yes: the owner has departed; keybound client transfer " + v.ClientID + " --to NEW-OWNER"})
+	}
+	if p := v.PreviousCredential; p != nil {
+		rows = append(rows, []string{"previous_credential", "rotated " + p.RotatedAt.Format(time.RFC3339) + ", accepted until " + p.RetiresAt.Format(time.RFC3339)})
 	}
 	return printTable(g.stdout, []string{"FIELD", "VALUE"}, rows)
 }
@@ -226,7 +243,11 @@ func newClientListCmd(g *globals) *cobra.Command {
 			}
 			rows := make([][]string, 0, len(res.Clients))
 			for _, c := range res.Clients {
-				rows = append(rows, []string{c.ClientID, c.Name, c.Owner, c.Environment, string(c.Status), string(c.AuthMethod), binding(c), c.ExpiresAt.Format("2006-01-02")})
+				owner := c.Owner
+				if c.Orphaned {
+					owner += " (departed: orphaned)"
+				}
+				rows = append(rows, []string{c.ClientID, c.Name, owner, c.Environment, string(c.Status), string(c.AuthMethod), binding(c), c.ExpiresAt.Format("2006-01-02")})
 			}
 			return printTable(g.stdout, []string{"CLIENT_ID", "NAME", "OWNER", "ENV", "STATUS", "AUTH", "BINDING", "EXPIRES"}, rows)
 		},

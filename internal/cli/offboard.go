@@ -13,8 +13,8 @@ func newOffboardCmd(g *globals) *cobra.Command {
 	var req adminapi.OffboardRequest
 	var out string
 	cmd := &cobra.Command{
-		Use:   "offboard --owner X | --vendor X | --environment X [--purpose X]",
-		Short: "Suspend or revoke every identity of an owner, vendor, purpose or environment",
+		Use:   "offboard --owner X | --vendor X | --tag X | --environment X [--purpose X]",
+		Short: "Suspend or revoke every identity of an owner, vendor, application tag, purpose or environment",
 		Long: `Suspend (the default) or revoke every machine identity that matches the
 filter, in one transaction with one admin log entry per identity: all or
 nothing. Filters combine with AND; at least one is required. Run with
@@ -28,8 +28,8 @@ identities are left as they are (revoking is final).`,
 			if err := checkOutput(out); err != nil {
 				return err
 			}
-			if req.Owner == "" && req.Vendor == "" && req.Environment == "" && req.Purpose == "" {
-				return usageError{errors.New("name at least one of --owner, --vendor, --environment or --purpose")}
+			if req.Owner == "" && req.Vendor == "" && req.Environment == "" && req.Purpose == "" && req.Tag == "" {
+				return usageError{errors.New("name at least one of --owner, --vendor, --tag, --environment or --purpose")}
 			}
 			if req.Action != "suspend" && req.Action != "revoke" {
 				return usageError{fmt.Errorf("--action must be suspend or revoke, not %q", req.Action)}
@@ -53,6 +53,7 @@ identities are left as they are (revoking is final).`,
 	f.StringVar(&req.Vendor, "vendor", "", "only identities of this vendor")
 	f.StringVar(&req.Environment, "environment", "", "only identities in this environment")
 	f.StringVar(&req.Purpose, "purpose", "", "only identities with exactly this purpose")
+	f.StringVar(&req.Tag, "tag", "", "only identities carrying this application tag (client create --tag)")
 	f.StringVar(&req.Action, "action", "suspend", "suspend or revoke (final)")
 	f.StringVar(&req.Reason, "reason", "", "why, for the admin audit log")
 	f.BoolVar(&req.DryRun, "dry-run", false, "show what would change and change nothing")

@@ -329,7 +329,7 @@ func TestReportPostureHTMLInChromium(t *testing.T) {
 		"keybound posture report", "Changes are against the previous report",
 		"Requests by credential, last 30 days", "12 (52.2%)", "1 (4.3%)", "10 (43.5%)",
 		"14 identities: 13 active, 1 suspended, 0 revoked",
-		"not tracked yet: keybound does not record access reviews",
+		"active identities whose owner has not re-attested them by the review due date",
 		"1 of 5 routes accept credentials below their data class",
 		"OWASP Non-Human Identities Top 10 (2025)",
 		"c-<b>bold</b>",
@@ -380,8 +380,8 @@ func TestReportPostureHTMLInChromium(t *testing.T) {
 
 	// Findings as a reader sees the count column.
 	for id, want := range map[string]string{
-		"finding-leaked": "0", "finding-orphaned": "not tracked yet", "finding-overdue_reviews": "not tracked yet",
-		"finding-expired_still_used": "not tracked yet", "finding-no_owner": "2", "finding-idle": "3", "finding-over_privileged": "2",
+		"finding-leaked": "0", "finding-orphaned": "0", "finding-overdue_reviews": "4",
+		"finding-expired_still_used": "1", "finding-no_owner": "2", "finding-idle": "3", "finding-over_privileged": "2",
 		"finding-cross_environment": "1",
 	} {
 		if got := v.Findings[id]; got != want {

@@ -134,6 +134,8 @@ func newUsageFixture(now time.Time) usageFixture {
 		ev("c-bearer", "payroll", "GET", "bearer", ago(day), "192.0.2.9:1", "payroll:read"),
 		ev("c-carried", "old-api", "GET", "dpop", ago(5*day), "192.0.2.10:1", "b:write"),
 		ev("", "status", "GET", "", ago(time.Minute), "203.0.113.1:1"),
+		// A token of c-expired refused after its expiry: expired but still used.
+		deny(ev("c-expired", "reports", "GET", "dpop", ago(2*time.Hour), "192.0.2.11:1", "reports:read"), "client_expired"),
 	}
 	for i := range 12 {
 		f.events = append(f.events, ev("c-static", "reports", "GET", "static_key", ago(time.Duration(i+1)*time.Hour), fmt.Sprintf("10.0.0.%d:5000", i+1), "reports:read"))

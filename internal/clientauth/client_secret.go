@@ -28,7 +28,7 @@ func (a *Authenticator) clientSecret(ctx context.Context, method identity.AuthMe
 	if err != nil {
 		return nil, err
 	}
-	if err := c.Secret.Verify(secret); err != nil {
+	if err := c.VerifySecret(secret, a.now()); err != nil {
 		return nil, invalidClient("the client secret is wrong", fmt.Errorf("%w: %w", ErrBadCredential, err))
 	}
 	if err := a.usable(c); err != nil {

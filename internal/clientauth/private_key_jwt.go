@@ -99,7 +99,11 @@ func (a *Authenticator) privateKeyJWT(ctx context.Context, formID, assertionType
 		return nil, err
 	}
 	if err := a.verifyWithJWKS(jws, alg, sig.Protected.KeyID, c.JWKS); err != nil {
-		return nil, err
+		// During a rotation overlap the keys rotated out still verify.
+		prev := c.WithPrevious(a.now())
+		if prev == nil || len(prev.JWKS) == 0 || a.verifyWithJWKS(jws, alg, sig.Protected.KeyID, prev.JWKS) != nil {
+			return nil, err
+		}
 	}
 	until, err := a.checkClaims(&claims)
 	if err != nil {

@@ -32,13 +32,18 @@ func (a *Authenticator) certificate(ctx context.Context, id string, certs []*x50
 	if len(certs) == 0 {
 		return nil, invalidClient(fmt.Sprintf("the client is registered for %s and must present its TLS client certificate", c.AuthMethod), ErrBadCredential)
 	}
-	if c.AuthMethod == identity.AuthTLSClient {
-		err = a.tlsClientAuth(c, certs)
-	} else {
-		err = selfSignedTLSClientAuth(c, certs[0])
+	check := func(c *identity.Client) error {
+		if c.AuthMethod == identity.AuthTLSClient {
+			return a.tlsClientAuth(c, certs)
+		}
+		return selfSignedTLSClientAuth(c, certs[0])
 	}
-	if err != nil {
-		return nil, err
+	if err = check(c); err != nil {
+		// During a rotation overlap the subject or certificate rotated out
+		// still authenticates.
+		if prev := c.WithPrevious(a.now()); prev == nil || check(prev) != nil {
+			return nil, err
+		}
 	}
 	if err := a.usable(c); err != nil {
 		return nil, err
@@ -48,7 +53,8 @@ func (a *Authenticator) certificate(ctx context.Context, id string, certs []*x50
 
 // tlsClientAuth implements RFC 8705 section 2.1: the chain verifies to
 // ClientCAs for client authentication, and the leaf carries the one subject
-// the client registered (section 2.1.2).
+// the client registered (section 2.1.2). A client that registered no subject
+// accepts only keybound workload certificates issued to it.
 func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certificate) error {
 	if a.ClientCAs == nil {
 		return serverError(errors.New("clientauth: tls_client_auth needs ClientCAs"))
@@ -92,8 +98,14 @@ func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certific
 			set++
 		}
 	}
-	if set != 1 {
-		return invalidClient("the client registration must name exactly one certificate subject (RFC 8705 section 2.1.2); ask its owner to fix it",
+	switch {
+	case set == 0:
+		// No subject registered means "keybound workload certificates
+		// only": the workload check above is the only way in.
+		return invalidClient("the client accepts only keybound workload certificates issued to it, and this certificate is not one; enroll with `keybound cert` or the SDK",
+			fmt.Errorf("%w: no subject registered and not a workload certificate of the client", ErrBadCredential))
+	case set > 1:
+		return invalidClient("the client registration must name at most one certificate subject (RFC 8705 section 2.1.2); ask its owner to fix it",
 			fmt.Errorf("%w: %d subject parameters registered", ErrBadCredential, set))
 	}
 	var ok bool

@@ -28,6 +28,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/oauth"
 	"github.com/keybound/keybound/internal/problem"
 	"github.com/keybound/keybound/internal/protect"
@@ -251,7 +252,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 	var caller *protect.Caller
 	if len(staticKeys) > 0 && !hasAuthz {
 		var dn *deny
-		if caller, dn = g.staticKey(r, rt, staticKeys); dn != nil {
+		if caller, dn = g.staticKey(r, rt, staticKeys, ev); dn != nil {
 			return nil, dn
 		}
 		g.metrics.staticKey(rt.Name)
@@ -263,6 +264,9 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 			reason := oe.Code
 			if reason == "" {
 				reason = "missing_token"
+			}
+			if unusable(err, ev) {
+				reason = protect.ReasonClientExpired
 			}
 			return nil, &deny{status: oe.Status, reason: reason, oauth: oe, detail: oe.Description}
 		}
@@ -279,6 +283,11 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 		if !slices.Contains(c.Scope, s) {
 			return nil, g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, "this route needs the "+s+" scope for "+r.Method)
 		}
+		// A scope removed from the identity (downscoping) stops working at
+		// once, not when the tokens carrying it expire.
+		if caller.Client != nil && !slices.Contains(caller.Client.Scopes, s) {
+			return nil, g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, "the "+s+" scope has been removed from this identity since the token was issued")
+		}
 	}
 	if dn := g.assurance(rt, caller); dn != nil {
 		return nil, dn
@@ -294,7 +303,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 // staticKey authenticates a static API key (a legacy client secret sent as
 // it is). The key is refused when sent twice or when the gateway has no
 // static-key checker; the refusal never echoes the key.
-func (g *Gateway) staticKey(r *http.Request, rt *route.Route, keys []string) (*protect.Caller, *deny) {
+func (g *Gateway) staticKey(r *http.Request, rt *route.Route, keys []string, ev *store.AuditEvent) (*protect.Caller, *deny) {
 	refuse := func(detail string) *deny {
 		return &deny{status: http.StatusUnauthorized, reason: "invalid_api_key", detail: detail,
 			challenge: `Bearer realm="keybound-gateway"`}
@@ -307,9 +316,25 @@ func (g *Gateway) staticKey(r *http.Request, rt *route.Route, keys []string) (*p
 	}
 	caller, err := g.cfg.StaticKeys.Check(r.Context(), keys[0])
 	if err != nil {
-		return nil, refuse(err.Error() + "; static API keys are a migration path, so move this caller to a DPoP or mTLS-bound token")
+		dn := refuse(err.Error() + "; static API keys are a migration path, so move this caller to a DPoP or mTLS-bound token")
+		if unusable(err, ev) {
+			dn.reason = protect.ReasonClientExpired
+		}
+		return nil, dn
 	}
 	return caller, nil
+}
+
+// unusable records in ev which client a refused, genuine credential
+// belonged to, when its client was suspended, revoked or expired, and
+// reports whether the client had expired.
+func unusable(err error, ev *store.AuditEvent) bool {
+	var uc *protect.UnusableClient
+	if !errors.As(err, &uc) {
+		return false
+	}
+	ev.ClientID, ev.Owner = uc.ClientID, uc.Owner
+	return errors.Is(uc.Err, identity.ErrExpired)
 }
 
 // assurance enforces the route's sensitivity floor: confidential and above

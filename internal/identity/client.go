@@ -139,6 +139,34 @@ func (c *Client) PreviousAt(now time.Time) *PreviousCredential {
 	return c.Previous
 }
 
+// WithPrevious returns a copy of c whose credential is the previous one, for
+// checking a presented credential against it during a rotation overlap; nil
+// when no previous credential is accepted at now.
+func (c *Client) WithPrevious(now time.Time) *Client {
+	p := c.PreviousAt(now)
+	if p == nil {
+		return nil
+	}
+	prev := *c
+	prev.JWKS, prev.Secret = p.JWKS, p.Secret
+	prev.TLSSubjectDN, prev.TLSSANURI, prev.TLSSANDNS = p.TLSSubjectDN, p.TLSSANURI, p.TLSSANDNS
+	prev.Previous = nil
+	return &prev
+}
+
+// VerifySecret checks a presented legacy secret against the current secret
+// and, during a rotation overlap, the previous one.
+func (c *Client) VerifySecret(secret string, now time.Time) error {
+	err := c.Secret.Verify(secret)
+	if err == nil {
+		return nil
+	}
+	if p := c.PreviousAt(now); p != nil && p.Secret != nil && p.Secret.Verify(secret) == nil {
+		return nil
+	}
+	return err
+}
+
 // Errors returned by Usable. Callers branch on them to pick a wire error.
 var (
 	ErrSuspended = errors.New("identity: client is suspended")

@@ -136,6 +136,7 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, dr
 		events   = make([]store.AdminEvent, 0, len(rows))
 		firstRow = map[string]int{} // secret lookup digest -> first row with it
 	)
+	ownerCheck := s.cachedOwnerProblem(ctx) // owners.go
 	for i, row := range rows {
 		bad := func(field, format string, args ...any) {
 			problems = append(problems, RowError{Row: i, Field: field, Detail: fmt.Sprintf(format, args...)})
@@ -172,6 +173,13 @@ func (s *Service) Import(ctx context.Context, actor string, rows []ImportRow, dr
 			return nil, fmt.Errorf("inventory: import: %w", err)
 		}
 
+		if owner := strings.TrimSpace(row.Owner); owner != "" {
+			if p, err := ownerCheck(owner); err != nil {
+				return nil, fmt.Errorf("inventory: import: %w", err)
+			} else if p != "" {
+				bad(FieldOwner, "%s", p)
+			}
+		}
 		lookup, ok := checkImportSecret(row.Secret, bad)
 		if ok {
 			if j, dup := firstRow[string(lookup)]; dup {

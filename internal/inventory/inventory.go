@@ -56,6 +56,10 @@ type Service struct {
 	// OnChange, when set, is called with a client's id after its stored
 	// registration changed, so in-process caches drop it at once.
 	OnChange func(clientID string)
+	// Owners is the owner directory (owners.go); nil checks no owner.
+	// RequireKnownOwners refuses owners not in it.
+	Owners             OwnerStore
+	RequireKnownOwners bool
 }
 
 // Errors callers branch on.
@@ -85,6 +89,9 @@ func (s *Service) Create(ctx context.Context, actor string, reg Registration) (*
 	now := s.now()
 	c, err := reg.toClient(now, s.Policy)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkOwner(ctx, FieldOwner, c.Owner); err != nil {
 		return nil, err
 	}
 	c.ID = newClientID()

@@ -3,6 +3,7 @@ package inventory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -37,6 +38,7 @@ const (
 	FieldFilter = "filter"
 	FieldAction = "action"
 	FieldReason = "reason"
+	FieldTag    = "tag"
 )
 
 // OffboardRequest selects identities and says what to do with them.
@@ -45,6 +47,8 @@ type OffboardRequest struct {
 	Vendor      string
 	Environment string
 	Purpose     string
+	// Tag selects identities carrying this application tag.
+	Tag string
 	// Action is OffboardSuspend (the default when empty) or OffboardRevoke.
 	Action string
 	Reason string
@@ -87,7 +91,7 @@ func (req *OffboardRequest) validate() error {
 	for _, f := range []struct {
 		name string
 		v    *string
-	}{{FieldOwner, &req.Owner}, {FieldVendor, &req.Vendor}, {FieldEnvironment, &req.Environment}, {FieldPurpose, &req.Purpose}} {
+	}{{FieldOwner, &req.Owner}, {FieldVendor, &req.Vendor}, {FieldEnvironment, &req.Environment}, {FieldPurpose, &req.Purpose}, {FieldTag, &req.Tag}} {
 		*f.v = strings.TrimSpace(*f.v)
 		if *f.v != "" {
 			filters++
@@ -97,7 +101,7 @@ func (req *OffboardRequest) validate() error {
 		}
 	}
 	if filters == 0 {
-		fe = append(fe, FieldError{Field: FieldFilter, Detail: "name at least one of owner, vendor, environment or purpose: offboarding everything is refused"})
+		fe = append(fe, FieldError{Field: FieldFilter, Detail: "name at least one of owner, vendor, environment, purpose or tag: offboarding everything is refused"})
 	}
 	req.Action = strings.TrimSpace(req.Action)
 	if req.Action == "" {
@@ -120,7 +124,7 @@ func (req *OffboardRequest) validate() error {
 // "owner=team-a environment=prod".
 func (req *OffboardRequest) filterText() string {
 	var parts []string
-	for _, f := range []struct{ k, v string }{{FieldOwner, req.Owner}, {FieldVendor, req.Vendor}, {FieldEnvironment, req.Environment}, {FieldPurpose, req.Purpose}} {
+	for _, f := range []struct{ k, v string }{{FieldOwner, req.Owner}, {FieldVendor, req.Vendor}, {FieldEnvironment, req.Environment}, {FieldPurpose, req.Purpose}, {FieldTag, req.Tag}} {
 		if f.v != "" {
 			parts = append(parts, f.k+"="+f.v)
 		}
@@ -155,7 +159,7 @@ func (s *Service) Offboard(ctx context.Context, actor string, req OffboardReques
 		evs     []store.AdminEvent
 	)
 	for _, c := range cs {
-		if req.Vendor != "" && c.Vendor != req.Vendor || req.Purpose != "" && c.Purpose != req.Purpose {
+		if req.Vendor != "" && c.Vendor != req.Vendor || req.Purpose != "" && c.Purpose != req.Purpose || req.Tag != "" && !slices.Contains(c.Tags, req.Tag) {
 			continue
 		}
 		it := OffboardItem{Client: c, From: c.Status, To: c.Status}

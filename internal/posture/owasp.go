@@ -110,8 +110,9 @@ var catalog = []risk{
 		var nt []string
 		a, n1 := counted(r, KeyIdle, "idle identity still active|idle identities still active", &nt)
 		b, n2 := counted(r, KeyExpiredActive, "expired identity not revoked|expired identities not revoked", &nt)
-		counted(r, KeyOrphaned, "", &nt)
-		return joinNonEmpty(a, b), n1+n2 > 0, notTrackedText(nt, "orphaned identities (owners who left)")
+		c, n3 := counted(r, KeyOrphaned, "orphaned identity (owner departed)|orphaned identities (owners departed)", &nt)
+		d, n4 := counted(r, KeyExpiredUsed, "expired identity still used|expired identities still used", &nt)
+		return joinNonEmpty(a, b, c, d), n1+n2+n3+n4 > 0, notTrackedText(nt, "orphaned identities (owners who left)")
 	}},
 	{"NHI2:2025", "Secret Leakage", []string{CSFProtect, CSFDetect, CSFRespond}, func(r *Report) (string, bool, string) {
 		exposed := plural(r.count(KeyStaticSecret), "active identity holds|active identities hold") +

@@ -408,10 +408,14 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 			}),
 		measured(KeyExpiredActive, "Expired, not offboarded", "identities past their expiry that are still active rather than revoked (they cannot authenticate)",
 			func(_ int, c *identity.Client) bool { return !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) }),
-		notTracked(KeyExpiredUsed, "Expired but still used",
-			"not tracked yet: the gateway records a token refused because its client expired as invalid_token without the client id, and the token endpoint does not write to the audit trail"),
-		notTracked(KeyOverdueReview, "Overdue access reviews", "not tracked yet: keybound does not record access reviews"),
-		notTracked(KeyOrphaned, "Orphaned", "not tracked yet: keybound does not record owners who have left"),
+		trackedIf(in.ExpiredUsedTracked, expiredUsed(in),
+			notTracked(KeyExpiredUsed, "Expired but still used", "not tracked: this keybound keeps no gateway audit trail")),
+		trackedIf(in.ReviewsTracked, measured(KeyOverdueReview, "Overdue access reviews", "active identities whose owner has not re-attested them by the review due date (keybound review list --state overdue)",
+			func(_ int, c *identity.Client) bool { return in.OverdueReviews[c.ID] }),
+			notTracked(KeyOverdueReview, "Overdue access reviews", "not tracked: this keybound runs no access reviews")),
+		trackedIf(in.OwnersTracked, measured(KeyOrphaned, "Orphaned", "active identities whose owner is marked departed in the owner directory (transfer them with keybound owner transfer)",
+			func(_ int, c *identity.Client) bool { return in.Orphaned[c.ID] }),
+			notTracked(KeyOrphaned, "Orphaned", "not tracked: this keybound keeps no owner directory")),
 		measured(KeyIdle, "Idle", "active identities at least "+itoa(o.IdleDays)+" days old with no request allowed by the gateway in "+itoa(o.IdleDays)+
 			" days (gateway traffic only; identities with only keybound's own scopes are left out)",
 			func(i int, _ *identity.Client) bool { return hasFinding(i, FindingIdle) }),
@@ -451,6 +455,35 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// trackedIf is the measured finding when its data is tracked, else the
+// not-tracked one.
+// expiredUsed counts identities, whatever their status, whose credential
+// the gateway refused in the period because the identity had expired:
+// something still holds a credential that was meant to be gone.
+func expiredUsed(in Input) Finding {
+	f := Finding{Key: KeyExpiredUsed, Title: "Expired but still used", Tracked: true, ClientIDs: []string{},
+		Note: "identities whose token or static key the gateway refused in the last " + itoa(PeriodDays) +
+			" days because the identity had expired (keybound audit events --reason client_expired)"}
+	n := 0
+	for _, c := range in.Clients {
+		if in.ExpiredUsed[c.ID] > 0 {
+			n++
+			if len(f.ClientIDs) < MaxListedIDs {
+				f.ClientIDs = append(f.ClientIDs, c.ID)
+			}
+		}
+	}
+	f.Count = &n
+	return f
+}
+
+func trackedIf(tracked bool, measured, notTracked Finding) Finding {
+	if tracked {
+		return measured
+	}
+	return notTracked
+}
 
 func alignmentOf(in Input) RouteAlignment {
 	if in.Routes == nil || !in.Routes.Known {

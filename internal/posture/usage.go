@@ -156,6 +156,21 @@ type Input struct {
 	// identity's current secret was recorded as leaked.
 	LeaksTracked bool
 	Leaks        map[string]time.Time
+	// ReviewsTracked says whether access reviews are recorded;
+	// OverdueReviews then holds the ids of identities whose review is
+	// overdue (lapsed ones included). OwnersTracked says whether the owner
+	// directory is kept; Orphaned then holds the ids of identities whose
+	// owner departed.
+	ReviewsTracked bool
+	OverdueReviews map[string]bool
+	OwnersTracked  bool
+	Orphaned       map[string]bool
+	// ExpiredUsedTracked says whether the gateway audit trail was asked
+	// for refusals of expired identities; ExpiredUsed then holds, per
+	// client id, how many requests the gateway refused in the period
+	// because the identity had expired (reason client_expired).
+	ExpiredUsedTracked bool
+	ExpiredUsed        map[string]int64
 }
 
 // UsageReport is the usage analytics of a set of identities.

@@ -190,7 +190,8 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is not registered", err))
 	}
 	if err := cl.Usable(c.now()); err != nil {
-		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is "+usableWord(err), err))
+		return nil, c.challenge(sch, oauth.Wrap(oauth.CodeInvalidToken, "the token's client is "+usableWord(err),
+			&UnusableClient{ClientID: cl.ID, Owner: cl.Owner, Err: err}))
 	}
 	caller.Client = cl
 	return caller, nil
@@ -218,6 +219,25 @@ func (c *Checker) RequireScope(caller *Caller, scopes ...string) error {
 	}
 	return nil
 }
+
+// ReasonClientExpired is the audit reason of a request whose credential
+// was genuine but whose identity had expired: the "expired but still
+// used" signal the posture report counts.
+const ReasonClientExpired = "client_expired"
+
+// UnusableClient is the cause of a refusal whose credential was genuine
+// but whose client may not be used (suspended, revoked or expired): the
+// audit trail records who tried, so expired-but-still-used identities
+// and callers of suspended ones can be found. Err wraps the identity
+// sentinel (identity.ErrExpired, ...).
+type UnusableClient struct {
+	ClientID string
+	Owner    string
+	Err      error
+}
+
+func (e *UnusableClient) Error() string { return "client " + e.ClientID + ": " + e.Err.Error() }
+func (e *UnusableClient) Unwrap() error { return e.Err }
 
 func usableWord(err error) string {
 	switch {

@@ -81,17 +81,19 @@ func (s *StaticKeys) Check(ctx context.Context, key string) (*Caller, error) {
 	if err != nil {
 		return nil, staticErr("the API key could not be checked right now; retry later")
 	}
-	if !c.AuthMethod.IsStaticSecret() || c.Secret.Verify(key) != nil {
-		// The digest named a client whose secret has since changed.
-		s.forget(digest)
-		return nil, staticErr("the API key is not registered")
-	}
 	now := time.Now
 	if s.Now != nil {
 		now = s.Now
 	}
+	if !c.AuthMethod.IsStaticSecret() || c.VerifySecret(key, now()) != nil {
+		// The digest named a client whose secret has since changed, or
+		// whose rotation overlap has ended.
+		s.forget(digest)
+		return nil, staticErr("the API key is not registered")
+	}
 	if err := c.Usable(now()); err != nil {
-		return nil, staticErr("the API key's client cannot be used: " + strings.TrimPrefix(err.Error(), "identity: "))
+		return nil, &staticKeyError{desc: "the API key's client cannot be used: " + strings.TrimPrefix(err.Error(), "identity: "),
+			client: &UnusableClient{ClientID: c.ID, Owner: c.Owner, Err: err}}
 	}
 	return &Caller{
 		Claims: &accesstoken.Claims{
@@ -135,9 +137,19 @@ func (s *StaticKeys) forget(digest [32]byte) {
 	s.mu.Unlock()
 }
 
-type staticKeyError struct{ desc string }
+type staticKeyError struct {
+	desc string
+	// client is set when the key named a registered client that cannot
+	// be used (suspended, revoked, expired).
+	client *UnusableClient
+}
 
 func (e *staticKeyError) Error() string { return e.desc }
-func (e *staticKeyError) Unwrap() error { return ErrStaticKey }
+func (e *staticKeyError) Unwrap() []error {
+	if e.client != nil {
+		return []error{ErrStaticKey, e.client}
+	}
+	return []error{ErrStaticKey}
+}
 
 func staticErr(desc string) error { return &staticKeyError{desc: desc} }

@@ -42,7 +42,10 @@ type ClientFilter struct {
 	Owner       string
 	Environment string
 	Status      identity.Status
-	Limit       int
+	// WithPrevious keeps only clients holding a rotated-out credential
+	// (identity.Client.Previous), whether or not its overlap has ended.
+	WithPrevious bool
+	Limit        int
 }
 
 // SigningKey is one key of the token-signing key ring. PrivatePKCS8 is the
@@ -113,9 +116,11 @@ type AuditFilter struct {
 	ClientID string
 	Route    string
 	Decision string
-	Since    time.Time
-	Until    time.Time
-	Limit    int
+	// Reason keeps only events with this reason code (client_expired, ...).
+	Reason string
+	Since  time.Time
+	Until  time.Time
+	Limit  int
 }
 
 // AuditSummaryRow answers "which identity called which endpoint, with what
@@ -142,6 +147,8 @@ type Store interface {
 	ClientImporter
 	ClientOffboarder
 	UsageStore
+	NotificationStore
+	ReviewStore
 	CreateClient(ctx context.Context, c *identity.Client, ev AdminEvent) error
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
 	// GetClientBySecretLookup finds the client whose secret has the given

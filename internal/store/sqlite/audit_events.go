@@ -94,7 +94,7 @@ func auditWhere(f store.AuditFilter) (string, []any, error) {
 		args  []any
 	)
 	for _, c := range []struct{ col, val string }{
-		{"client_id", f.ClientID}, {"route", f.Route}, {"decision", f.Decision},
+		{"client_id", f.ClientID}, {"route", f.Route}, {"decision", f.Decision}, {"reason", f.Reason},
 	} {
 		if c.val != "" {
 			conds = append(conds, c.col+" = ?")

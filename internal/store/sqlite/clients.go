@@ -235,6 +235,9 @@ func (s *Store) ListClients(ctx context.Context, f store.ClientFilter) ([]*ident
 	if f.Status != "" {
 		where, args = append(where, "status = ?"), append(args, string(f.Status))
 	}
+	if f.WithPrevious {
+		where = append(where, "previous IS NOT NULL")
+	}
 	q := `SELECT ` + clientColumns + ` FROM clients`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")

@@ -91,7 +91,9 @@ func TestUsageMigrationBackfill(t *testing.T) {
 	// Back to schema version 4, with the audit trail kept. Every migration
 	// after 0005 is undone here too, newest first.
 	for _, q := range []string{
-		`DROP INDEX clients_prev_secret_lookup`, `ALTER TABLE clients DROP COLUMN prev_secret_lookup`,
+		`DROP TABLE reviews`, `DROP TABLE owners`,
+		`DROP TABLE notifications`, `DROP INDEX clients_expires`,
+		`DROP INDEX audit_events_reason_time`, `DROP INDEX clients_prev_secret_lookup`, `ALTER TABLE clients DROP COLUMN prev_secret_lookup`,
 		`ALTER TABLE clients DROP COLUMN previous`, `ALTER TABLE clients DROP COLUMN tags`,
 		`DROP TABLE audit_usage_daily`, `DROP TABLE audit_client_sources`,
 		`DROP TABLE posture_snapshots`, `DELETE FROM schema_migrations WHERE version >= 5`,

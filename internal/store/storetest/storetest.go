@@ -102,6 +102,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"CreateClients", testCreateClients},
 		{"SetClientsStatus", testSetClientsStatus},
 		{"Usage", testUsage},
+		{"LifecycleFilters", testLifecycleFilters},
+		{"Notifications", testNotifications},
+		{"Reviews", testReviews},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStore) })

@@ -1,0 +1,335 @@
+package app_test
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keybound/keybound/internal/adminapi"
+	"github.com/keybound/keybound/internal/config"
+	"github.com/keybound/keybound/internal/inventory"
+	"github.com/keybound/keybound/sdk"
+)
+
+// tokenWith asks for a DPoP-less token with a private_key_jwt assertion
+// signed by k and returns the raw answer.
+func (h *harness) tokenWith(k clientKey) tokenResult {
+	h.t.Helper()
+	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {k.id}, "client_assertion_type": {assertionType}, "client_assertion": {k.assertion(h.t, h.issuer+"/oauth2/token")}}
+	return h.postForm(nil, "/oauth2/token", form, nil)
+}
+
+func (h *harness) clientView(id string) adminapi.ClientView {
+	h.t.Helper()
+	code, b := h.adminDo("GET", "/clients/"+id, nil)
+	if code != http.StatusOK {
+		h.t.Fatalf("GET client %s: %d %s", id, code, b)
+	}
+	var v adminapi.ClientView
+	if err := json.Unmarshal(b, &v); err != nil {
+		h.t.Fatal(err)
+	}
+	return v
+}
+
+func problemOf(t *testing.T, b []byte) map[string]any {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatalf("not a problem body: %s", b)
+	}
+	return p
+}
+
+func TestRotateKeysWithOverlapEndToEnd(t *testing.T) {
+	h := start(t, nil)
+	old := h.newKeyClient(inventory.Registration{Scope: "invoices:read", AllowBearer: true})
+	key2, err := sdk.GenerateKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	set2, err := sdk.PublicJWKS(key2, "k2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := clientKey{id: old.id, key: key2, kid: "k2"}
+	if r := h.tokenWith(next); r.status != http.StatusUnauthorized || r.body["error"] != "invalid_client" {
+		t.Fatalf("the new key before rotation: %d %s", r.status, r.raw)
+	}
+
+	code, b := h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"jwks": json.RawMessage(set2), "overlap_seconds": 3600})
+	if code != http.StatusOK {
+		t.Fatalf("rotate: %d %s", code, b)
+	}
+	var v adminapi.ClientView
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if v.PreviousCredential == nil || v.PreviousCredential.RetiresAt.Sub(time.Now()) < 59*time.Minute || v.ClientSecret != "" {
+		t.Fatalf("rotation answer: previous %+v secret %q", v.PreviousCredential, v.ClientSecret)
+	}
+	// During the overlap both keys authenticate.
+	for name, k := range map[string]clientKey{"old": old, "new": next} {
+		if r := h.tokenWith(k); r.status != http.StatusOK {
+			t.Errorf("%s key during the overlap: %d %s", name, r.status, r.raw)
+		}
+	}
+	// A second rotation while the overlap is open is refused with a way out.
+	code, b = h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"jwks": json.RawMessage(set2)})
+	if p := problemOf(t, b); code != http.StatusConflict || !strings.Contains(p["type"].(string), "rotation-open") || !strings.Contains(p["detail"].(string), "--retire-previous") {
+		t.Fatalf("overlapping rotation: %d %s", code, b)
+	}
+	// Retiring the old key ends it at once.
+	if code, b = h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"retire_previous": true}); code != http.StatusOK {
+		t.Fatalf("retire_previous: %d %s", code, b)
+	}
+	if r := h.tokenWith(old); r.status != http.StatusUnauthorized || r.body["error"] != "invalid_client" {
+		t.Errorf("old key after retirement: %d %s", r.status, r.raw)
+	}
+	if r := h.tokenWith(next); r.status != http.StatusOK {
+		t.Errorf("new key after retirement: %d %s", r.status, r.raw)
+	}
+	if code, b = h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"retire_previous": true}); code != http.StatusConflict {
+		t.Errorf("retire_previous with nothing open: %d %s", code, b)
+	}
+
+	var actions []string
+	for _, ev := range h.events() {
+		if ev.Target == old.id {
+			actions = append(actions, ev.Action)
+		}
+	}
+	if !slices.Contains(actions, "client.rotate") || !slices.Contains(actions, "client.rotation.retire") {
+		t.Errorf("admin events of the client: %v", actions)
+	}
+}
+
+func TestRotateRefusalsEndToEnd(t *testing.T) {
+	h := start(t, nil)
+	k := h.newKeyClient(inventory.Registration{Scope: "invoices:read"})
+	for _, tt := range []struct {
+		name  string
+		body  string
+		code  int
+		field string
+	}{
+		{"no jwks", `{}`, 400, "jwks"},
+		{"jwks not a set", `{"jwks":{"keys":"nope"}}`, 400, "jwks"},
+		{"overlap too long", `{"jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]},"overlap_seconds":99999999}`, 400, ""},
+		{"overlap negative", `{"jwks":{"keys":[{"kty":"OKP","crv":"Ed25519","x":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]},"overlap_seconds":-5}`, 400, ""},
+		{"retire with a new key", `{"retire_previous":true,"jwks":{"keys":[]}}`, 400, ""},
+		{"unknown field", `{"secret":"x"}`, 400, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := h.adminRaw("POST", "/clients/"+k.id+"/rotate", "application/json", []byte(tt.body))
+			if r.status != tt.code {
+				t.Fatalf("status %d, want %d: %s", r.status, tt.code, r.body)
+			}
+			p := r.problem(t)
+			if tt.field != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tt.field) {
+				t.Errorf("problem errors %+v, want field %s", p.Errors, tt.field)
+			}
+			if v := h.clientView(k.id); v.PreviousCredential != nil {
+				t.Error("a refused rotation opened an overlap")
+			}
+		})
+	}
+	if code, b := h.adminDo("POST", "/clients/kb-nosuchclient/rotate", map[string]any{}); code != http.StatusNotFound {
+		t.Errorf("unknown client: %d %s", code, b)
+	}
+}
+
+func TestRotateLegacySecretEndToEnd(t *testing.T) {
+	g := startGateway(t, func(c *config.Config) {
+		staticRoutes(c)
+		c.Governance.SweepInterval = time.Second
+	})
+	legacy := g.register(inventory.Registration{Scope: "legacy:read", AuthMethod: "client_secret_basic", DPoPBound: true})
+	code, b := g.adminDo("POST", "/clients/"+legacy.ClientID+"/rotate", map[string]any{"overlap_seconds": 4})
+	if code != http.StatusOK {
+		t.Fatalf("rotate: %d %s", code, b)
+	}
+	var v adminapi.ClientView
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(v.ClientSecret, "kbs_") || v.ClientSecret == legacy.ClientSecret {
+		t.Fatalf("rotation did not return a new secret: %q", v.ClientSecret)
+	}
+	retires := v.PreviousCredential.RetiresAt
+	// The new secret is never shown again.
+	if after := g.clientView(legacy.ClientID); after.ClientSecret != "" {
+		t.Error("GET shows the secret")
+	}
+	for name, secret := range map[string]string{"old": legacy.ClientSecret, "new": v.ClientSecret} {
+		if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": secret}); r.status != 200 {
+			t.Errorf("%s static key during the overlap: %d %s", name, r.status, r.body)
+		}
+	}
+	time.Sleep(time.Until(retires) + 50*time.Millisecond)
+	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": legacy.ClientSecret}); r.status != http.StatusUnauthorized {
+		t.Errorf("old static key after the overlap: %d %s", r.status, r.body)
+	}
+	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": v.ClientSecret}); r.status != 200 {
+		t.Errorf("new static key after the overlap: %d %s", r.status, r.body)
+	}
+	// The sweep drops the retired secret and records it.
+	deadline := time.Now().Add(10 * time.Second)
+	for g.clientView(legacy.ClientID).PreviousCredential != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the sweep never retired the previous secret")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	found := false
+	for _, ev := range g.events() {
+		found = found || ev.Target == legacy.ClientID && ev.Action == "client.rotation.retire" && ev.Actor == "keybound-governance"
+	}
+	if !found {
+		t.Error("no client.rotation.retire event by keybound-governance")
+	}
+}
+
+func TestDownscopeEndToEnd(t *testing.T) {
+	g := startGateway(t, nil)
+	c, ck, _ := g.dpopClient("invoices:read invoices:write reports:read")
+	if r := g.send(c, "GET", "/invoices/1", nil); r.status != 200 {
+		t.Fatalf("read before downscope: %d %s", r.status, r.body)
+	}
+	// The usage rollups see the call once the audit batch is stored; until
+	// then every scope is unused, and removing them all is refused.
+	var d inventory.Downscoped
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, b := g.adminDo("POST", "/clients/"+ck.id+"/downscope", map[string]any{"unused": true})
+		if code == http.StatusBadRequest && strings.Contains(string(b), "would remove every scope") && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			continue
+		}
+		if code != http.StatusOK {
+			t.Fatalf("downscope --unused dry run: %d %s", code, b)
+		}
+		if err := json.Unmarshal(b, &d); err != nil {
+			t.Fatal(err)
+		}
+		break
+	}
+	if d.Applied || !slices.Equal(d.Removed, []string{"invoices:write", "reports:read"}) || !slices.Equal(d.After, []string{"invoices:read"}) {
+		t.Fatalf("dry run = %+v, want invoices:write and reports:read removed, not applied", d)
+	}
+	if v := g.clientView(ck.id); v.Scope != "invoices:read invoices:write reports:read" {
+		t.Fatalf("a dry run changed the scopes: %q", v.Scope)
+	}
+
+	if r := g.send(c, "POST", "/invoices/1", nil); r.status != 200 {
+		t.Fatalf("write before downscope: %d %s", r.status, r.body)
+	}
+	code, b := g.adminDo("POST", "/clients/"+ck.id+"/downscope", map[string]any{"remove": []string{"invoices:write"}, "apply": true})
+	if code != http.StatusOK {
+		t.Fatalf("downscope: %d %s", code, b)
+	}
+	// The token still carries invoices:write, but the identity no longer
+	// holds it: refused at once.
+	r := g.send(c, "POST", "/invoices/1", nil)
+	if r.status != http.StatusForbidden || !strings.Contains(r.header.Get("WWW-Authenticate"), "insufficient_scope") || !strings.Contains(r.header.Get("WWW-Authenticate"), "removed from this identity") {
+		t.Errorf("write after downscope: %d %q", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	if r := g.send(c, "GET", "/invoices/1", nil); r.status != 200 {
+		t.Errorf("read after downscope: %d %s", r.status, r.body)
+	}
+
+	for _, tt := range []struct {
+		name string
+		body map[string]any
+		want string
+	}{
+		{"scope not granted", map[string]any{"remove": []string{"payroll:read"}}, "remove[0]"},
+		{"every scope", map[string]any{"remove": []string{"invoices:read", "reports:read"}}, "remove"},
+		{"nothing named", map[string]any{}, ""},
+	} {
+		code, b := g.adminDo("POST", "/clients/"+ck.id+"/downscope", tt.body)
+		p := problemOf(t, b)
+		if code != http.StatusBadRequest {
+			t.Errorf("%s: %d %s", tt.name, code, b)
+			continue
+		}
+		if tt.want != "" {
+			errs, _ := p["errors"].([]any)
+			if len(errs) == 0 || errs[0].(map[string]any)["field"] != tt.want {
+				t.Errorf("%s: errors %v, want field %s", tt.name, p["errors"], tt.want)
+			}
+		}
+	}
+	if v := g.clientView(ck.id); v.Scope != "invoices:read reports:read" {
+		t.Errorf("scopes after refused downscopes: %q", v.Scope)
+	}
+}
+
+func TestExpiredButStillUsedIsAudited(t *testing.T) {
+	g := startGateway(t, staticRoutes)
+	expires := time.Now().Add(3 * time.Second).Truncate(time.Second).Add(time.Second)
+	short := g.newKeyClient(inventory.Registration{Scope: "invoices:read", ExpiresAt: expires})
+	dkey := newEC(t)
+	tok := g.tokenFor(short, dkey)
+	legacy := g.register(inventory.Registration{Scope: "legacy:read", AuthMethod: "client_secret_basic", DPoPBound: true, ExpiresAt: expires})
+	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": legacy.ClientSecret}); r.status != 200 {
+		t.Fatalf("static key before expiry: %d %s", r.status, r.body)
+	}
+	time.Sleep(time.Until(expires) + 50*time.Millisecond)
+
+	u := g.gw + "/invoices/1"
+	r := g.send(nil, "GET", "/invoices/1", map[string]string{"Authorization": "DPoP " + tok, "DPoP": proofFor(t, dkey, "GET", u, tok)})
+	if r.status != http.StatusUnauthorized || !strings.Contains(r.header.Get("WWW-Authenticate"), "expired") {
+		t.Fatalf("token of an expired identity: %d %q", r.status, r.header.Get("WWW-Authenticate"))
+	}
+	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": legacy.ClientSecret}); r.status != http.StatusUnauthorized {
+		t.Fatalf("static key of an expired identity: %d %s", r.status, r.body)
+	}
+	for _, id := range []string{short.id, legacy.ClientID} {
+		var denied map[string]any
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && denied == nil; time.Sleep(50 * time.Millisecond) {
+			for _, ev := range g.auditEvents(id) {
+				if ev["decision"] == "deny" {
+					denied = ev
+				}
+			}
+		}
+		if denied == nil || denied["reason"] != "client_expired" || denied["owner"] != "team-a@example.com" {
+			t.Errorf("audit event of the expired identity %s: %v", id, denied)
+		}
+	}
+	// The admin API finds them by reason once they are stored.
+	var got map[string]bool
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		code, b := g.adminDo("GET", "/audit/events?reason=client_expired", nil)
+		if code != http.StatusOK {
+			t.Fatalf("audit events by reason: %d %s", code, b)
+		}
+		var page struct {
+			Events []struct {
+				ClientID string `json:"client_id"`
+				Reason   string `json:"reason"`
+			} `json:"events"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			t.Fatal(err)
+		}
+		got = map[string]bool{}
+		for _, ev := range page.Events {
+			if ev.Reason != "client_expired" {
+				t.Fatalf("reason filter returned %+v", ev)
+			}
+			got[ev.ClientID] = true
+		}
+		if len(got) == 2 {
+			break
+		}
+	}
+	if !got[short.id] || !got[legacy.ClientID] || len(got) != 2 {
+		t.Errorf("clients of client_expired events: %v", got)
+	}
+}

@@ -1,0 +1,357 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/keybound/keybound/internal/store"
+)
+
+// The owner directory and the access-review history (migration 0008).
+// Like the rest of this package, it stores what it is given: who may
+// attest, and when a review is due, are decided by the callers.
+
+const ownerColumns = `name, contact, status, created_at, updated_at, departed_at`
+
+func ownerArgs(o store.Owner) ([]any, error) {
+	if o.Name == "" {
+		return nil, errors.New("sqlite: owner has no name")
+	}
+	switch o.Status {
+	case store.OwnerActive, store.OwnerDeparted:
+	default:
+		return nil, fmt.Errorf("sqlite: owner %s: unknown status %q", o.Name, o.Status)
+	}
+	if (o.Status == store.OwnerDeparted) != !o.DepartedAt.IsZero() {
+		// The schema's CHECK says the same; failing here names the cause.
+		return nil, fmt.Errorf("sqlite: owner %s: departed_at must be set exactly when the owner is departed", o.Name)
+	}
+	created, err := encodeTime("owner created_at", o.CreatedAt)
+	if err != nil {
+		return nil, err
+	}
+	updated, err := encodeTime("owner updated_at", o.UpdatedAt)
+	if err != nil {
+		return nil, err
+	}
+	departed, err := encodeTime("owner departed_at", o.DepartedAt)
+	if err != nil {
+		return nil, err
+	}
+	return []any{o.Contact, string(o.Status), created, updated, departed, o.Name}, nil
+}
+
+func scanOwner(r scanner) (store.Owner, error) {
+	var (
+		o                          store.Owner
+		status                     string
+		created, updated, departed sql.NullInt64
+	)
+	if err := r.Scan(&o.Name, &o.Contact, &status, &created, &updated, &departed); err != nil {
+		return store.Owner{}, err
+	}
+	o.Status = store.OwnerStatus(status)
+	o.CreatedAt, o.UpdatedAt, o.DepartedAt = decodeTime(created), decodeTime(updated), decodeTime(departed)
+	return o, nil
+}
+
+// CreateOwner inserts o and ev in one transaction; an owner of the same
+// name is store.ErrConflict and then no event is written.
+func (s *Store) CreateOwner(ctx context.Context, o store.Owner, ev store.AdminEvent) error {
+	args, err := ownerArgs(o)
+	if err != nil {
+		return err
+	}
+	evArgs, err := eventArgs(ev)
+	if err != nil {
+		return err
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO owners (contact, status, created_at, updated_at, departed_at, name) VALUES (?, ?, ?, ?, ?, ?)`, args...); err != nil {
+			return wrap("create owner", err)
+		}
+		return insertEvent(ctx, tx, evArgs)
+	})
+}
+
+// GetOwner returns the owner named name, or store.ErrNotFound.
+func (s *Store) GetOwner(ctx context.Context, name string) (store.Owner, error) {
+	o, err := scanOwner(s.read.QueryRowContext(ctx, `SELECT `+ownerColumns+` FROM owners WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.Owner{}, fmt.Errorf("sqlite: get owner: %w", store.ErrNotFound)
+	}
+	if err != nil {
+		return store.Owner{}, wrap("get owner", err)
+	}
+	return o, nil
+}
+
+// ListOwners returns every owner ordered by name.
+func (s *Store) ListOwners(ctx context.Context) ([]store.Owner, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+ownerColumns+` FROM owners ORDER BY name`)
+	if err != nil {
+		return nil, wrap("list owners", err)
+	}
+	defer rows.Close()
+	var out []store.Owner
+	for rows.Next() {
+		o, err := scanOwner(rows)
+		if err != nil {
+			return nil, wrap("list owners", err)
+		}
+		out = append(out, o)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("list owners", err)
+	}
+	return out, nil
+}
+
+// UpdateOwner replaces the owner if its updated_at still equals
+// prevUpdatedAt, and appends ev, under one BEGIN IMMEDIATE transaction.
+func (s *Store) UpdateOwner(ctx context.Context, o store.Owner, prevUpdatedAt time.Time, ev store.AdminEvent) error {
+	args, err := ownerArgs(o)
+	if err != nil {
+		return err
+	}
+	prev, err := encodeTime("previous owner updated_at", prevUpdatedAt)
+	if err != nil {
+		return err
+	}
+	evArgs, err := eventArgs(ev)
+	if err != nil {
+		return err
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE owners SET contact = ?, status = ?, created_at = ?, updated_at = ?, departed_at = ?
+			WHERE name = ? AND updated_at IS ?`, append(args, prev)...)
+		if err != nil {
+			return wrap("update owner", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return wrap("update owner", err)
+		}
+		if n == 0 {
+			var one int
+			err := tx.QueryRowContext(ctx, `SELECT 1 FROM owners WHERE name = ?`, o.Name).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlite: update owner: %w", store.ErrNotFound)
+			}
+			if err != nil {
+				return wrap("update owner", err)
+			}
+			return fmt.Errorf("sqlite: update owner: %w", store.ErrStale)
+		}
+		return insertEvent(ctx, tx, evArgs)
+	})
+}
+
+func reviewArgs(r store.Review) ([]any, error) {
+	if r.ClientID == "" {
+		return nil, errors.New("sqlite: review has no client id")
+	}
+	switch r.Kind {
+	case store.ReviewAttest, store.ReviewTransfer:
+	default:
+		return nil, fmt.Errorf("sqlite: review of %s: unknown kind %q", r.ClientID, r.Kind)
+	}
+	if r.Time.IsZero() {
+		// A review without a time could never start a schedule.
+		return nil, fmt.Errorf("sqlite: review of %s has no time", r.ClientID)
+	}
+	t, err := encodeTime("review time", r.Time)
+	if err != nil {
+		return nil, err
+	}
+	return []any{r.ClientID, string(r.Kind), t, r.Actor, r.Owner, r.StillNeeded, r.PurposeOK, r.ScopesOK, r.Note}, nil
+}
+
+const insertReviewSQL = `INSERT INTO reviews (client_id, kind, time, actor, owner, still_needed, purpose_ok, scopes_ok, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`
+
+const reviewColumns = `id, client_id, kind, time, actor, owner, still_needed, purpose_ok, scopes_ok, note`
+
+func scanReview(r scanner) (store.Review, error) {
+	var (
+		rv   store.Review
+		kind string
+		t    sql.NullInt64
+	)
+	if err := r.Scan(&rv.ID, &rv.ClientID, &kind, &t, &rv.Actor, &rv.Owner, &rv.StillNeeded, &rv.PurposeOK, &rv.ScopesOK, &rv.Note); err != nil {
+		return store.Review{}, err
+	}
+	rv.Kind, rv.Time = store.ReviewKind(kind), decodeTime(t)
+	return rv, nil
+}
+
+// SetClientsOwner changes the owner of every client in cs, appends every
+// review and every event, in one transaction. Each UPDATE compares
+// updated_at with PrevUpdatedAt under the same write lock, so a client
+// changed since it was read fails the whole batch with store.ErrStale.
+func (s *Store) SetClientsOwner(ctx context.Context, cs []store.OwnerChange, rs []store.Review, evs []store.AdminEvent) error {
+	if len(cs) == 0 && len(rs) == 0 && len(evs) == 0 {
+		return nil
+	}
+	type row struct{ updated, prev any }
+	rows := make([]row, len(cs))
+	seen := make(map[string]bool, len(cs))
+	for i, c := range cs {
+		if strings.TrimSpace(c.Owner) == "" {
+			return fmt.Errorf("sqlite: set clients owner: change %d (%s) has no owner", i, c.ID)
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("sqlite: set clients owner: client %s is named twice", c.ID)
+		}
+		seen[c.ID] = true
+		if c.UpdatedAt.IsZero() {
+			return fmt.Errorf("sqlite: set clients owner: change %d (%s) has no UpdatedAt", i, c.ID)
+		}
+		updated, err := encodeTime("updated_at", c.UpdatedAt)
+		if err != nil {
+			return err
+		}
+		prev, err := encodeTime("previous updated_at", c.PrevUpdatedAt)
+		if err != nil {
+			return err
+		}
+		rows[i] = row{updated, prev}
+	}
+	rvArgs := make([][]any, len(rs))
+	for i, r := range rs {
+		a, err := reviewArgs(r)
+		if err != nil {
+			return err
+		}
+		rvArgs[i] = a
+	}
+	evArgs := make([][]any, len(evs))
+	for i, ev := range evs {
+		a, err := eventArgs(ev)
+		if err != nil {
+			return err
+		}
+		evArgs[i] = a
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		stmt, err := tx.PrepareContext(ctx, `UPDATE clients SET owner = ?, updated_at = ? WHERE id = ? AND updated_at IS ?`)
+		if err != nil {
+			return wrap("set clients owner", err)
+		}
+		defer stmt.Close()
+		for i, r := range rows {
+			res, err := stmt.ExecContext(ctx, cs[i].Owner, r.updated, cs[i].ID, r.prev)
+			if err != nil {
+				return wrap("set clients owner", err)
+			}
+			n, err := res.RowsAffected()
+			if err != nil {
+				return wrap("set clients owner", err)
+			}
+			if n == 0 {
+				return clientMissingOrStale(ctx, tx, "set clients owner", cs[i].ID)
+			}
+		}
+		for _, a := range rvArgs {
+			if _, err := tx.ExecContext(ctx, insertReviewSQL, a...); err != nil {
+				return wrap("append review", err)
+			}
+		}
+		for _, a := range evArgs {
+			if err := insertEvent(ctx, tx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// clientMissingOrStale tells why a compare-on-updated_at matched no row.
+func clientMissingOrStale(ctx context.Context, tx *sql.Tx, op, id string) error {
+	var one int
+	err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ?`, id).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrNotFound)
+	}
+	if err != nil {
+		return wrap(op, err)
+	}
+	return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrStale)
+}
+
+// AppendReview appends r and ev if the client is unchanged since it was
+// read (updated_at compared under the write lock).
+func (s *Store) AppendReview(ctx context.Context, r store.Review, clientUpdatedAt time.Time, ev store.AdminEvent) error {
+	args, err := reviewArgs(r)
+	if err != nil {
+		return err
+	}
+	prev, err := encodeTime("client updated_at", clientUpdatedAt)
+	if err != nil {
+		return err
+	}
+	evArgs, err := eventArgs(ev)
+	if err != nil {
+		return err
+	}
+	return s.withTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ? AND updated_at IS ?`, r.ClientID, prev).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			return clientMissingOrStale(ctx, tx, "append review", r.ClientID)
+		}
+		if err != nil {
+			return wrap("append review", err)
+		}
+		if _, err := tx.ExecContext(ctx, insertReviewSQL, args...); err != nil {
+			return wrap("append review", err)
+		}
+		return insertEvent(ctx, tx, evArgs)
+	})
+}
+
+// LatestReviews returns the newest review of each kind of each client. The
+// reviews_client index (client_id, kind, id) answers the grouping.
+func (s *Store) LatestReviews(ctx context.Context) ([]store.Review, error) {
+	rows, err := s.read.QueryContext(ctx, `SELECT `+reviewColumns+` FROM reviews
+		WHERE id IN (SELECT MAX(id) FROM reviews GROUP BY client_id, kind)
+		ORDER BY client_id, kind`)
+	if err != nil {
+		return nil, wrap("latest reviews", err)
+	}
+	return collectReviews(rows, "latest reviews")
+}
+
+// ListReviews returns one client's reviews, newest append first.
+func (s *Store) ListReviews(ctx context.Context, clientID string, limit int) ([]store.Review, error) {
+	q := `SELECT ` + reviewColumns + ` FROM reviews WHERE client_id = ? ORDER BY id DESC`
+	args := []any{clientID}
+	if limit > 0 {
+		q += ` LIMIT ?`
+		args = append(args, limit)
+	}
+	rows, err := s.read.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap("list reviews", err)
+	}
+	return collectReviews(rows, "list reviews")
+}
+
+func collectReviews(rows *sql.Rows, op string) ([]store.Review, error) {
+	defer rows.Close()
+	var out []store.Review
+	for rows.Next() {
+		r, err := scanReview(rows)
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(op, err)
+	}
+	return out, nil
+}
