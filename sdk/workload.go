@@ -536,9 +536,19 @@ func (s *CertificateSource) renew(ctx context.Context, expected *certState) erro
 	}
 	s.cur.Store(st)
 	s.renewals.Add(1)
+	// A client whose context has ended is done: drop it rather than
+	// renew it forever (and keep every one a careless caller made).
+	live := s.clients[:0]
 	for _, c := range s.clients {
+		if c.ctx.Err() != nil {
+			c.CloseIdleConnections()
+			continue
+		}
 		c.swap(ctx, st)
+		live = append(live, c)
 	}
+	clear(s.clients[len(live):])
+	s.clients = live
 	return nil
 }
 
@@ -705,7 +715,8 @@ func parseIssued(chainPEM string, key crypto.Signer) (*tls.Certificate, error) {
 //
 // c.HTTPClient's Transport, when set, must be an *http.Transport; it and its
 // TLS configuration are cloned per certificate, and its Timeout is kept.
-// Make one client per Config and reuse it.
+// Make one client per Config and reuse it: every client made is renewed
+// with the source until ctx ends.
 func (s *CertificateSource) Client(ctx context.Context, c *Config) (*http.Client, error) {
 	rt, err := s.Transport(ctx, c)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -396,9 +397,11 @@ func (a *App) background(ctx context.Context) {
 	keyT := time.NewTicker(keyTickEvery)
 	revT := time.NewTicker(revocationSync)
 	purgeT := time.NewTicker(purgeEvery)
-	sweepT := time.NewTicker(a.cfg.Governance.SweepInterval)
-	defer sweepT.Stop()
-	a.sweep(ctx)
+	// The governance sweep runs apart: a slow webhook receiver must not
+	// hold up revocation sync.
+	var wg sync.WaitGroup
+	wg.Go(func() { a.sweepLoop(ctx) })
+	defer wg.Wait()
 	defer keyT.Stop()
 	defer revT.Stop()
 	defer purgeT.Stop()
@@ -417,8 +420,6 @@ func (a *App) background(ctx context.Context) {
 			if err := a.workload.View.Sync(ctx); err != nil {
 				a.log.Error("certificate revocation sync failed", "error", err)
 			}
-		case <-sweepT.C:
-			a.sweep(ctx)
 		case <-purgeT.C:
 			if n, err := a.store.PurgeExpired(ctx, time.Now()); err != nil {
 				a.log.Error("purge of expired revocations failed", "error", err)

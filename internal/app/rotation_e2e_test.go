@@ -196,7 +196,7 @@ func TestRotateLegacySecretEndToEnd(t *testing.T) {
 
 func TestDownscopeEndToEnd(t *testing.T) {
 	g := startGateway(t, nil)
-	c, ck, _ := g.dpopClient("invoices:read invoices:write reports:read")
+	c, ck, dkey := g.dpopClient("invoices:read invoices:write reports:read")
 	if r := g.send(c, "GET", "/invoices/1", nil); r.status != 200 {
 		t.Fatalf("read before downscope: %d %s", r.status, r.body)
 	}
@@ -240,6 +240,12 @@ func TestDownscopeEndToEnd(t *testing.T) {
 	}
 	if r := g.send(c, "GET", "/invoices/1", nil); r.status != 200 {
 		t.Errorf("read after downscope: %d %s", r.status, r.body)
+	}
+	// Introspection no longer reports the removed scope either.
+	rs := g.newKeyClient(inventory.Registration{Scope: "keybound:introspect", AllowBearer: true})
+	held := g.tokenFor(ck, dkey)
+	if got := g.introspect(rs, held); got["active"] != true || got["scope"] != "invoices:read reports:read" {
+		t.Errorf("introspection after downscope: %v", got)
 	}
 
 	for _, tt := range []struct {
@@ -331,5 +337,31 @@ func TestExpiredButStillUsedIsAudited(t *testing.T) {
 	}
 	if !got[short.id] || !got[legacy.ClientID] || len(got) != 2 {
 		t.Errorf("clients of client_expired events: %v", got)
+	}
+}
+
+// TestDownscopeAdminScope: removing keybound:admin from an identity stops
+// its admin tokens at once, before they expire.
+func TestDownscopeAdminScope(t *testing.T) {
+	h := start(t, nil)
+	other := h.newKeyClient(inventory.Registration{Scope: "keybound:admin reports:read"})
+	cfg := &sdk.Config{TokenURL: h.issuer + "/oauth2/token", ClientID: other.id, Key: other.key, KeyID: other.kid, DPoP: true, Scopes: []string{"keybound:admin"}, HTTPClient: h.httpClient(nil)}
+	admin2 := cfg.Client(t.Context())
+	get := func() int {
+		resp, err := admin2.Get(h.issuer + adminapi.Prefix + "/clients?limit=1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := get(); code != http.StatusOK {
+		t.Fatalf("second admin before downscope: %d", code)
+	}
+	if code, b := h.adminDo("POST", "/clients/"+other.id+"/downscope", map[string]any{"remove": []string{"keybound:admin"}, "apply": true}); code != http.StatusOK {
+		t.Fatalf("downscope: %d %s", code, b)
+	}
+	if code := get(); code != http.StatusForbidden {
+		t.Errorf("second admin after its admin scope was removed: %d, want 403", code)
 	}
 }

@@ -23,6 +23,22 @@ func (a *App) addSweep(name string, run func(ctx context.Context, now time.Time)
 	a.sweeps = append(a.sweeps, sweepTask{name: name, run: run})
 }
 
+// sweepLoop runs the sweep now and then every governance.sweep_interval
+// until ctx ends, one sweep at a time: a sweep that overruns the interval
+// delays the next instead of overlapping it.
+func (a *App) sweepLoop(ctx context.Context) {
+	t := time.NewTicker(a.cfg.Governance.SweepInterval)
+	defer t.Stop()
+	for {
+		a.sweep(ctx)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
 // sweep runs every task once. A failing task is logged and does not stop
 // the others; it is retried on the next sweep.
 func (a *App) sweep(ctx context.Context) {

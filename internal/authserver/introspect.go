@@ -101,8 +101,17 @@ func (s *Server) inspect(r *http.Request, tok string) introspection {
 	if c.Confirmation != nil && c.Confirmation.JKT != "" {
 		tt = "DPoP"
 	}
+	// A scope removed from the client since the token was issued is not
+	// reported: resource servers relying on introspection stop honouring
+	// it at once, as the gateway does.
+	var scope []string
+	for _, sc := range c.Scope {
+		if slices.Contains(cl.Scopes, sc) {
+			scope = append(scope, sc)
+		}
+	}
 	return introspection{
-		Active: true, Scope: strings.Join(c.Scope, " "), ClientID: c.ClientID, TokenType: tt,
+		Active: true, Scope: strings.Join(scope, " "), ClientID: c.ClientID, TokenType: tt,
 		Exp: c.Expiry.Unix(), Iat: c.IssuedAt.Unix(), Nbf: c.NotBefore.Unix(),
 		Sub: c.Subject, Aud: c.Audience, Iss: c.Issuer, JTI: c.JTI, Cnf: c.Confirmation,
 		AuthMethod: c.AuthMethod, StaticSecret: c.StaticSecret,

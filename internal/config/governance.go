@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"slices"
 	"time"
@@ -137,8 +138,13 @@ func (c *Config) validateGovernance(bad func(key, format string, args ...any)) {
 	w := g.Notify.Webhook
 	if w.URL != "" {
 		u, err := url.Parse(w.URL)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			bad("governance.notify.webhook.url", "must be an http or https URL, not %q", w.URL)
+		switch {
+		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+			bad("governance.notify.webhook.url", "must be an https URL, not %q", w.URL)
+		case u.Scheme == "http" && !isLoopback(u.Hostname()):
+			// The body names identities and their owners, and the signature
+			// only proves origin: in the clear it would be readable on the way.
+			bad("governance.notify.webhook.url", "must be https; http is accepted only for a loopback host, not %q", u.Host)
 		}
 	}
 	if w.Timeout <= 0 || w.Timeout > time.Minute {
@@ -147,4 +153,13 @@ func (c *Config) validateGovernance(bad func(key, format string, args ...any)) {
 	if w.MaxAttempts < 1 || w.MaxAttempts > MaxWebhookAttempts {
 		bad("governance.notify.webhook.max_attempts", "must be between 1 and %d, not %d", MaxWebhookAttempts, w.MaxAttempts)
 	}
+}
+
+// isLoopback reports whether host is localhost or a loopback address.
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }

@@ -279,15 +279,8 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 	if len(rt.Audiences) > 0 && !slices.ContainsFunc(c.Audience, func(a string) bool { return slices.Contains(rt.Audiences, a) }) {
 		return nil, g.tokenDeny(caller, http.StatusUnauthorized, oauth.CodeInvalidToken, "the token's audience is not accepted by this route; request a token with resource="+rt.Audiences[0])
 	}
-	for _, s := range rt.RequiredScopes(r.Method) {
-		if !slices.Contains(c.Scope, s) {
-			return nil, g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, "this route needs the "+s+" scope for "+r.Method)
-		}
-		// A scope removed from the identity (downscoping) stops working at
-		// once, not when the tokens carrying it expire.
-		if caller.Client != nil && !slices.Contains(caller.Client.Scopes, s) {
-			return nil, g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, "the "+s+" scope has been removed from this identity since the token was issued")
-		}
+	if s := protect.MissingScope(caller, rt.RequiredScopes(r.Method)); s != "" {
+		return nil, g.tokenDeny(caller, http.StatusForbidden, oauth.CodeInsufficientScope, protect.ScopeRefusal(caller, s, "this route needs the "+s+" scope for "+r.Method))
 	}
 	if dn := g.assurance(rt, caller); dn != nil {
 		return nil, dn

@@ -63,7 +63,7 @@ func (s *Service) Downscope(ctx context.Context, actor, id string, remove []stri
 	now := s.now()
 	next := *c
 	next.Scopes = out.After
-	next.UpdatedAt = now
+	next.UpdatedAt = after(now, c.UpdatedAt)
 	ev := store.AdminEvent{Time: now, Actor: actor, Action: "client.downscope", Target: id, Changes: map[string]string{
 		"removed": strings.Join(out.Removed, " "), "scopes": strings.Join(out.After, " "),
 	}}

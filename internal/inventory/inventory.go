@@ -158,12 +158,7 @@ func (s *Service) transition(ctx context.Context, actor, id, reason, action stri
 	prev := c.UpdatedAt
 	next := *c
 	next.Status = to
-	next.UpdatedAt = s.now()
-	if !next.UpdatedAt.After(prev) {
-		// Keep UpdatedAt strictly increasing so optimistic checks work even
-		// when the clock is coarse or stands still in tests.
-		next.UpdatedAt = prev.Add(time.Microsecond)
-	}
+	next.UpdatedAt = after(s.now(), prev)
 	changes := map[string]string{"status": string(c.Status) + " -> " + string(to)}
 	if reason != "" {
 		changes["reason"] = truncate(reason, identity.MaxTextLen)
@@ -179,6 +174,16 @@ func (s *Service) transition(ctx context.Context, actor, id, reason, action stri
 }
 
 // describe lists a new client's settings for the admin log; never secrets.
+// after returns now, or just after prev when the clock has not moved past
+// it: UpdatedAt stays strictly increasing, so the optimistic check of the
+// next update holds even when the clock is coarse or stands still in tests.
+func after(now, prev time.Time) time.Time {
+	if !now.After(prev) {
+		return prev.Add(time.Microsecond)
+	}
+	return now
+}
+
 func describe(c *identity.Client) map[string]string {
 	m := map[string]string{
 		"name":        c.Name,

@@ -165,10 +165,7 @@ func (s *Service) Offboard(ctx context.Context, actor string, req OffboardReques
 		it := OffboardItem{Client: c, From: c.Status, To: c.Status}
 		if c.Status != identity.StatusRevoked && c.Status != to {
 			it.To, it.Changed = to, true
-			updated := now
-			if !updated.After(c.UpdatedAt) {
-				updated = c.UpdatedAt.Add(time.Microsecond) // strictly increasing, as in transition
-			}
+			updated := after(now, c.UpdatedAt)
 			changes = append(changes, store.StatusChange{ID: c.ID, PrevUpdatedAt: c.UpdatedAt, Status: to, UpdatedAt: updated})
 			ch := map[string]string{"status": string(c.Status) + " -> " + string(to), "filter": req.filterText()}
 			if req.Reason != "" {

@@ -250,10 +250,7 @@ func (s *Service) DepartOwner(ctx context.Context, actor, name, reason string) (
 		return nil, fmt.Errorf("%w: owner %s departed already on %s", ErrTransition, name, o.DepartedAt.Format(time.DateOnly))
 	default:
 		prev := o.UpdatedAt
-		o.Status, o.DepartedAt, o.UpdatedAt = store.OwnerDeparted, now, now
-		if !o.UpdatedAt.After(prev) {
-			o.UpdatedAt = prev.Add(time.Microsecond)
-		}
+		o.Status, o.DepartedAt, o.UpdatedAt = store.OwnerDeparted, now, after(now, prev)
 		err = s.Owners.UpdateOwner(ctx, o, prev, ev)
 	}
 	if err != nil {
@@ -359,10 +356,7 @@ func (s *Service) Transfer(ctx context.Context, actor string, req TransferReques
 	evs := make([]store.AdminEvent, 0, len(cs))
 	moved := make([]*identity.Client, 0, len(cs))
 	for _, c := range cs {
-		updated := now
-		if !updated.After(c.UpdatedAt) {
-			updated = c.UpdatedAt.Add(time.Microsecond) // strictly increasing, as in transition
-		}
+		updated := after(now, c.UpdatedAt)
 		changes = append(changes, store.OwnerChange{ID: c.ID, PrevUpdatedAt: c.UpdatedAt, Owner: req.To, UpdatedAt: updated})
 		reviews = append(reviews, store.Review{ClientID: c.ID, Kind: store.ReviewTransfer, Time: updated, Actor: actor, Owner: req.To, Note: req.Reason})
 		ch := map[string]string{"owner": c.Owner + " -> " + req.To}

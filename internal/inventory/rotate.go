@@ -149,7 +149,7 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, req RotateReques
 		return nil, fmt.Errorf("%w: client %s has authentication method %q", ErrNotRotatable, id, c.AuthMethod)
 	}
 	next.Previous = prev
-	next.UpdatedAt = now
+	next.UpdatedAt = after(now, c.UpdatedAt)
 	ev := store.AdminEvent{Time: now, Actor: actor, Action: "client.rotate", Target: id, Changes: changes}
 	if err := s.Store.UpdateClient(ctx, &next, c.UpdatedAt, ev); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
@@ -203,7 +203,7 @@ func (s *Service) retire(ctx context.Context, actor string, c *identity.Client, 
 	now := s.now()
 	next := *c
 	next.Previous = nil
-	next.UpdatedAt = now
+	next.UpdatedAt = after(now, c.UpdatedAt)
 	ev := store.AdminEvent{Time: now, Actor: actor, Action: "client.rotation.retire", Target: c.ID,
 		Changes: map[string]string{"reason": why, "rotated_at": c.Previous.RotatedAt.Format(time.RFC3339)}}
 	if err := s.Store.UpdateClient(ctx, &next, c.UpdatedAt, ev); err != nil {

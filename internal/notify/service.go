@@ -169,11 +169,18 @@ func (s *Service) deliverDue(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("notify: list due deliveries: %w", err)
 	}
 	var errs []error
+	// now is when the sweep began, and deliveries take real time: each
+	// claim's lease counts from the time actually spent, or a claim made
+	// after slow deliveries would already have lapsed and another node
+	// could send the same warning at once. One sweep spends at most one
+	// lease delivering; the rest wait for the next sweep.
+	began := time.Now()
 	for _, n := range due {
-		if ctx.Err() != nil {
+		spent := time.Since(began)
+		if ctx.Err() != nil || spent > s.lease() {
 			break
 		}
-		until := now.Add(s.lease())
+		until := now.Add(spent + s.lease())
 		ok, err := s.Store.ClaimNotification(ctx, n.ID, n.NextAttemptAt, until)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("notify: claim %s: %w", n.ID, err))

@@ -220,6 +220,9 @@ func generate(b *testing.B, path string) error {
 		if rng.IntN(200) == 0 {
 			ev.ClientID, ev.Owner, ev.CredentialType, ev.TokenJTI, ev.Scopes = "", "", "", "", nil
 			ev.Decision, ev.Reason, ev.Status = "deny", "invalid_token", 401
+		} else if rng.IntN(1000) == 0 {
+			// A token of an identity refused after its expiry.
+			ev.Decision, ev.Reason, ev.Status = "deny", "client_expired", 401
 		}
 		batch = append(batch, ev)
 		if len(batch) == batchSize || i == events-1 {
@@ -320,8 +323,9 @@ func BenchmarkUsageOneClient(b *testing.B) {
 }
 
 // BenchmarkPostureReport is GET /admin/v1/reports/posture less HTTP, plus
-// both renderings: inventory, rollups, report, trend against the stored
-// snapshot, a new snapshot, Markdown and HTML.
+// both renderings: inventory, rollups, review and owner reads, expired
+// identities' refusals, report, trend against the stored snapshot, a new
+// snapshot, Markdown and HTML.
 func BenchmarkPostureReport(b *testing.B) {
 	st := openBench(b)
 	rs := benchRouteSet(b)
@@ -338,7 +342,24 @@ func BenchmarkPostureReport(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		rep := posture.Build(posture.Input{Now: benchNow, Clients: cs, Routes: rs, Trail: trail})
+		// The inputs the admin API adds: the review history and the owner
+		// directory (evaluated in memory by package review), and the
+		// gateway's client_expired refusals of the period.
+		if _, err := st.LatestReviews(ctx); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := st.ListOwners(ctx); err != nil {
+			b.Fatal(err)
+		}
+		expired, err := st.SummarizeAudit(ctx, store.AuditFilter{Reason: "client_expired", Since: benchNow.Add(-posture.PeriodDays * 24 * time.Hour), Limit: 10000})
+		if err != nil {
+			b.Fatal(err)
+		}
+		in := posture.Input{Now: benchNow, Clients: cs, Routes: rs, Trail: trail, ExpiredUsedTracked: true, ExpiredUsed: map[string]int64{}}
+		for _, r := range expired {
+			in.ExpiredUsed[r.ClientID] += r.Count
+		}
+		rep := posture.Build(in)
 		if prev, err := st.LatestPostureSnapshot(ctx); err == nil {
 			rep.ApplyTrend(&prev)
 		}

@@ -456,8 +456,6 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// trackedIf is the measured finding when its data is tracked, else the
-// not-tracked one.
 // expiredUsed counts identities, whatever their status, whose credential
 // the gateway refused in the period because the identity had expired:
 // something still holds a credential that was meant to be gone.
@@ -478,6 +476,8 @@ func expiredUsed(in Input) Finding {
 	return f
 }
 
+// trackedIf is the measured finding when its data is tracked, else the
+// not-tracked one.
 func trackedIf(tracked bool, measured, notTracked Finding) Finding {
 	if tracked {
 		return measured

@@ -206,18 +206,38 @@ func (c *Checker) now() time.Time {
 
 // RequireScope refuses a caller lacking any of scopes (RFC 6750 section 3.1).
 func (c *Checker) RequireScope(caller *Caller, scopes ...string) error {
-	for _, s := range scopes {
-		if !slices.Contains(caller.Claims.Scope, s) {
-			sch := "Bearer"
-			if caller.Binding == BindingDPoP {
-				sch = "DPoP"
-			}
-			e := c.challenge(sch, oauth.New(oauth.CodeInsufficientScope, "this endpoint needs the "+s+" scope"))
-			e.Status = http.StatusForbidden
-			return e
+	if s := MissingScope(caller, scopes); s != "" {
+		sch := "Bearer"
+		if caller.Binding == BindingDPoP {
+			sch = "DPoP"
 		}
+		e := c.challenge(sch, oauth.New(oauth.CodeInsufficientScope, ScopeRefusal(caller, s, "this endpoint needs the "+s+" scope")))
+		e.Status = http.StatusForbidden
+		return e
 	}
 	return nil
+}
+
+// MissingScope returns the first of want that the caller may not use, or
+// "". A scope must be in the token and, when the caller's client is known,
+// still granted to it: a scope removed from an identity (downscoping)
+// stops working at once, not when the tokens carrying it expire.
+func MissingScope(caller *Caller, want []string) string {
+	for _, s := range want {
+		if !slices.Contains(caller.Claims.Scope, s) || caller.Client != nil && !slices.Contains(caller.Client.Scopes, s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// ScopeRefusal is the error description for a scope MissingScope named:
+// need when the token lacks it, or that it was removed from the identity.
+func ScopeRefusal(caller *Caller, scope, need string) string {
+	if slices.Contains(caller.Claims.Scope, scope) {
+		return "the " + scope + " scope has been removed from this identity since the token was issued"
+	}
+	return need
 }
 
 // ReasonClientExpired is the audit reason of a request whose credential

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 
 	"modernc.org/sqlite"
@@ -89,7 +90,15 @@ func isUnique(err error) bool {
 	if !errors.As(err, &se) {
 		return false
 	}
-	return se.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY || se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+		return true
+	case sqlite3.SQLITE_CONSTRAINT_TRIGGER:
+		// The clients_lookup_distinct triggers (migration 0006) keep secret
+		// digests unique across the current and previous columns.
+		return strings.Contains(se.Error(), "secret lookup digest already in use")
+	}
+	return false
 }
 
 // wrap prefixes err for the operation and maps a uniqueness violation to

@@ -306,6 +306,17 @@ func (s *Store) AppendReview(ctx context.Context, r store.Review, clientUpdatedA
 		if err != nil {
 			return wrap("append review", err)
 		}
+		// An owner who departed after the client was read cannot vouch for
+		// it: the departure does not touch the client row, so check it here,
+		// under the same write lock.
+		err = tx.QueryRowContext(ctx, `SELECT 1 FROM clients c JOIN owners o ON o.name = c.owner
+			WHERE c.id = ? AND o.status = ?`, r.ClientID, string(store.OwnerDeparted)).Scan(&one)
+		switch {
+		case err == nil:
+			return fmt.Errorf("sqlite: append review: the owner of client %s has departed: %w", r.ClientID, store.ErrStale)
+		case !errors.Is(err, sql.ErrNoRows):
+			return wrap("append review", err)
+		}
 		if _, err := tx.ExecContext(ctx, insertReviewSQL, args...); err != nil {
 			return wrap("append review", err)
 		}

@@ -93,7 +93,7 @@ func TestUsageMigrationBackfill(t *testing.T) {
 	for _, q := range []string{
 		`DROP TABLE reviews`, `DROP TABLE owners`,
 		`DROP TABLE notifications`, `DROP INDEX clients_expires`,
-		`DROP INDEX audit_events_reason_time`, `DROP INDEX clients_prev_secret_lookup`, `ALTER TABLE clients DROP COLUMN prev_secret_lookup`,
+		`DROP INDEX audit_events_reason_time`, `DROP TRIGGER clients_lookup_distinct_insert`, `DROP TRIGGER clients_lookup_distinct_update`, `DROP INDEX clients_prev_secret_lookup`, `ALTER TABLE clients DROP COLUMN prev_secret_lookup`,
 		`ALTER TABLE clients DROP COLUMN previous`, `ALTER TABLE clients DROP COLUMN tags`,
 		`DROP TABLE audit_usage_daily`, `DROP TABLE audit_client_sources`,
 		`DROP TABLE posture_snapshots`, `DELETE FROM schema_migrations WHERE version >= 5`,

@@ -101,6 +101,28 @@ func testReviews(t *testing.T, newStore func(*testing.T) store.Store) {
 		}
 	})
 
+	t.Run("no review once the owner departed", func(t *testing.T) {
+		s := newStore(t)
+		c := fullClient("r9") // owner team-billing
+		mustCreate(t, s, c)
+		o := owner("team-billing", time.Second)
+		if err := s.CreateOwner(t.Context(), o, event("owner.add", o.Name, time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		read := mustGet(t, s, "r9").UpdatedAt // read before the departure
+		gone := o
+		gone.Status, gone.UpdatedAt, gone.DepartedAt = store.OwnerDeparted, at(time.Hour), at(time.Hour)
+		if err := s.UpdateOwner(t.Context(), gone, o.UpdatedAt, event("owner.depart", o.Name, time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.AppendReview(t.Context(), attest("r9", "team-billing", 2*time.Hour), read, event("client.attest", "r9", 2*time.Hour)); !errors.Is(err, store.ErrStale) {
+			t.Errorf("AppendReview after the owner departed: %v, want ErrStale", err)
+		}
+		if hist, _ := s.ListReviews(t.Context(), "r9", 0); len(hist) != 0 {
+			t.Errorf("a refused review was stored: %+v", hist)
+		}
+	})
+
 	t.Run("append and latest", func(t *testing.T) {
 		s := newStore(t)
 		c1, c2 := fullClient("r1"), fullClient("r2")

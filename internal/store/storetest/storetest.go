@@ -429,6 +429,34 @@ func testSecretLookup(t *testing.T, newStore func(*testing.T) store.Store) {
 	if err := s.CreateClient(ctx, dup, event("client.create", "k3", 4*time.Second)); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("CreateClient reusing a previous secret's digest: got %v, want ErrConflict", err)
 	}
+	// Nor may a current digest equal another client's previous one, or the
+	// other way round: a static key must name one client.
+	cross := fullClient("k4")
+	cross.Secret.Lookup, cross.Previous.Secret.Lookup = l1, bytes.Repeat([]byte{4}, 32)
+	if err := s.CreateClient(ctx, cross, event("client.create", "k4", 4*time.Second)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateClient whose secret is another client's previous one: got %v, want ErrConflict", err)
+	}
+	cross = fullClient("k5")
+	cross.Secret.Lookup, cross.Previous.Secret.Lookup = bytes.Repeat([]byte{5}, 32), l2
+	if err := s.CreateClient(ctx, cross, event("client.create", "k5", 4*time.Second)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("CreateClient whose previous secret is another client's current one: got %v, want ErrConflict", err)
+	}
+	other := fullClient("k6")
+	other.Secret.Lookup, other.Previous = bytes.Repeat([]byte{6}, 32), nil
+	mustCreate(t, s, other)
+	stored := mustGet(t, s, "k6")
+	moved := *stored
+	sec6 := *stored.Secret
+	sec6.Lookup = l1
+	moved.Secret, moved.UpdatedAt = &sec6, stored.UpdatedAt.Add(time.Minute)
+	if err := s.UpdateClient(ctx, &moved, stored.UpdatedAt, event("client.rotate", "k6", 5*time.Second)); !errors.Is(err, store.ErrConflict) {
+		t.Errorf("UpdateClient to another client's previous digest: got %v, want ErrConflict", err)
+	}
+	for _, id := range []string{"k4", "k5"} {
+		if _, err := s.GetClient(ctx, id); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("refused client %s was stored: %v", id, err)
+		}
+	}
 	// Dropping the previous credential drops its digest.
 	cur = mustGet(t, s, "k1")
 	next = *cur

@@ -14,3 +14,20 @@ ALTER TABLE clients ADD COLUMN prev_secret_lookup BLOB;
 CREATE UNIQUE INDEX clients_prev_secret_lookup ON clients (prev_secret_lookup) WHERE prev_secret_lookup IS NOT NULL;
 
 CREATE INDEX audit_events_reason_time ON audit_events (reason, time);
+
+-- A static API key must name one client: no client's current secret may
+-- share its digest with another client's previous one (each column's own
+-- unique index covers the rest).
+CREATE TRIGGER clients_lookup_distinct_insert BEFORE INSERT ON clients
+WHEN (NEW.secret_lookup IS NOT NULL AND EXISTS (SELECT 1 FROM clients WHERE prev_secret_lookup = NEW.secret_lookup))
+  OR (NEW.prev_secret_lookup IS NOT NULL AND EXISTS (SELECT 1 FROM clients WHERE secret_lookup = NEW.prev_secret_lookup))
+BEGIN
+	SELECT RAISE(ABORT, 'secret lookup digest already in use');
+END;
+
+CREATE TRIGGER clients_lookup_distinct_update BEFORE UPDATE OF secret_lookup, prev_secret_lookup ON clients
+WHEN (NEW.secret_lookup IS NOT NULL AND EXISTS (SELECT 1 FROM clients WHERE prev_secret_lookup = NEW.secret_lookup AND id <> NEW.id))
+  OR (NEW.prev_secret_lookup IS NOT NULL AND EXISTS (SELECT 1 FROM clients WHERE secret_lookup = NEW.prev_secret_lookup AND id <> NEW.id))
+BEGIN
+	SELECT RAISE(ABORT, 'secret lookup digest already in use');
+END;

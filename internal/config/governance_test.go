@@ -1,0 +1,65 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestGovernanceValidation(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tt := range []struct {
+		name   string
+		mutate func(g *Governance)
+		key    string // "" means valid
+	}{
+		{"defaults", func(*Governance) {}, ""},
+		{"https webhook", func(g *Governance) { g.Notify.Webhook.URL = "https://hooks.example/kb" }, ""},
+		{"http webhook on loopback", func(g *Governance) { g.Notify.Webhook.URL = "http://127.0.0.1:9000/kb" }, ""},
+		{"http webhook on localhost", func(g *Governance) { g.Notify.Webhook.URL = "http://localhost:9000/kb" }, ""},
+		{"http webhook elsewhere", func(g *Governance) { g.Notify.Webhook.URL = "http://hooks.example/kb" }, "governance.notify.webhook.url"},
+		{"webhook not a URL", func(g *Governance) { g.Notify.Webhook.URL = "hooks.example" }, "governance.notify.webhook.url"},
+		{"sweep too often", func(g *Governance) { g.SweepInterval = time.Millisecond }, "governance.sweep_interval"},
+		{"sweep too rarely", func(g *Governance) { g.SweepInterval = 2 * time.Hour }, "governance.sweep_interval"},
+		{"overlap above its maximum", func(g *Governance) { g.RotationOverlap = 31 * day }, "governance.rotation_overlap"},
+		{"no overlap", func(g *Governance) { g.RotationOverlap = 0 }, "governance.rotation_overlap"},
+		{"maximum overlap above 90 days", func(g *Governance) { g.MaxRotationOverlap = 91 * day }, "governance.max_rotation_overlap"},
+		{"no default review interval", func(g *Governance) { g.Reviews.Intervals = map[string]time.Duration{"prod": 90 * day} }, "governance.reviews.intervals"},
+		{"review interval under an hour", func(g *Governance) { g.Reviews.Intervals["prod"] = time.Minute }, "governance.reviews.intervals.prod"},
+		{"negative grace", func(g *Governance) { g.Reviews.Grace = -time.Hour }, "governance.reviews.grace"},
+		{"too many lead times", func(g *Governance) { g.Notify.LeadTimes = make([]time.Duration, 9) }, "governance.notify.lead_times"},
+		{"lead time under a minute", func(g *Governance) { g.Notify.LeadTimes = []time.Duration{time.Second} }, "governance.notify.lead_times[0]"},
+		{"lead time twice", func(g *Governance) { g.Notify.LeadTimes = []time.Duration{day, day} }, "governance.notify.lead_times[1]"},
+		{"no webhook attempts", func(g *Governance) { g.Notify.Webhook.MaxAttempts = 0 }, "governance.notify.webhook.max_attempts"},
+		{"webhook timeout too long", func(g *Governance) { g.Notify.Webhook.Timeout = time.Hour }, "governance.notify.webhook.timeout"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.mutate(&c.Governance)
+			err := c.Validate()
+			switch {
+			case tt.key == "" && err != nil:
+				t.Fatalf("valid settings refused: %v", err)
+			case tt.key != "" && (err == nil || !strings.Contains(err.Error(), tt.key+":")):
+				t.Fatalf("error %v does not name %s", err, tt.key)
+			}
+		})
+	}
+}
+
+func TestGovernanceYAMLKeepsDefaultIntervals(t *testing.T) {
+	c := Default()
+	if err := c.LoadYAML([]byte("governance:\n  reviews:\n    intervals: {prod: 720h, staging: 2160h}\n    auto_suspend: true\n")); err != nil {
+		t.Fatal(err)
+	}
+	r := c.Governance.Reviews
+	if r.Interval("prod") != 30*24*time.Hour || r.Interval("staging") != 90*24*time.Hour || r.Interval("dev") != 180*24*time.Hour || !r.AutoSuspend {
+		t.Errorf("reviews after YAML: %+v", r)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.LoadYAML([]byte("governance:\n  rotation_overlaps: 1h\n")); err == nil || !strings.Contains(err.Error(), "rotation_overlaps") {
+		t.Errorf("unknown governance key: %v", err)
+	}
+}
