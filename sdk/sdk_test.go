@@ -1031,40 +1031,6 @@ func selfSignedCert(t testing.TB) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-func BenchmarkTransportOverhead(b *testing.B) {
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok")
-	}))
-	defer srv.Close()
-	get := func(b *testing.B, c *http.Client) {
-		b.Helper()
-		resp, err := c.Get(srv.URL + "/invoices/42?x=1")
-		if err != nil {
-			b.Fatal(err)
-		}
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-	}
-	run := func(b *testing.B, c *http.Client) {
-		get(b, c) // warm the connection and the token cache
-		b.ReportAllocs()
-		b.ResetTimer()
-		for b.Loop() {
-			get(b, c)
-		}
-	}
-	b.Run("plain", func(b *testing.B) { run(b, srv.Client()) })
-	for _, dpopOn := range []bool{false, true} {
-		name := map[bool]string{false: "bearer", true: "dpop"}[dpopOn]
-		b.Run(name, func(b *testing.B) {
-			s := newSetup(b, dpopOn, nil)
-			s.as.expiresIn = 1 << 30 // cached for the whole run
-			ts := s.cfg.TokenSource(context.Background())
-			run(b, &http.Client{Transport: &Transport{Source: ts, Base: srv.Client().Transport}})
-		})
-	}
-}
-
 func TestClientAssertion(t *testing.T) {
 	key, _ := GenerateKey()
 	now := newClock().Now()
