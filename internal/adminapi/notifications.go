@@ -3,12 +3,8 @@ package adminapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/keybound/keybound/internal/identity"
@@ -68,62 +64,23 @@ func (a *API) registerNotifications(mux *http.ServeMux) {
 // calls it to refuse bad flags before any request, in the same words.
 func ParseNotificationQuery(rawQuery string) (store.NotificationFilter, error) {
 	f := store.NotificationFilter{Limit: DefaultNotificationLimit}
-	q, err := url.ParseQuery(rawQuery)
+	p, err := newQueryParser(rawQuery, notificationParams)
 	if err != nil {
-		pd := badAuditQuery()
-		pd.Detail = "the query string is malformed; encode it as application/x-www-form-urlencoded"
-		return f, pd
+		return f, err
 	}
-	var fe []problem.FieldError
-	bad := func(param, format string, args ...any) {
-		fe = append(fe, problem.FieldError{Field: param, Detail: fmt.Sprintf(format, args...)})
-	}
-	get := func(param string) string {
-		vs := q[param]
-		if len(vs) > 1 {
-			bad(param, "is given %d times; give it once", len(vs))
-			return ""
+	if st := store.NotificationStatus(p.get("status")); st != "" {
+		if !st.Valid() {
+			p.bad("status", "must be pending, delivered, failed or skipped, not %q", st)
 		}
-		if len(vs) == 0 {
-			return ""
-		}
-		return vs[0]
+		f.Status = st
 	}
-	if s := store.NotificationStatus(get("status")); s != "" {
-		if !s.Valid() {
-			bad("status", "must be pending, delivered, failed or skipped, not %q", s)
-		}
-		f.Status = s
-	}
-	if id := get("client_id"); len(id) > identity.MaxTextLen {
-		bad("client_id", "is longer than %d characters", identity.MaxTextLen)
+	if id := p.get("client_id"); len(id) > identity.MaxTextLen {
+		p.bad("client_id", "is longer than %d characters", identity.MaxTextLen)
 	} else {
 		f.ClientID = id
 	}
-	if v := get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > MaxNotificationLimit {
-			bad("limit", "must be between 1 and %d, not %q", MaxNotificationLimit, v)
-		} else {
-			f.Limit = n
-		}
-	}
-	var unknown []string
-	for k := range q {
-		if !slices.Contains(notificationParams, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		bad(k, "is not a parameter of this endpoint; use %s", strings.Join(notificationParams, ", "))
-	}
-	if len(fe) > 0 {
-		pd := badAuditQuery()
-		pd.Errors = fe
-		return f, pd
-	}
-	return f, nil
+	f.Limit = p.intIn("limit", 1, MaxNotificationLimit, DefaultNotificationLimit)
+	return f, p.done()
 }
 
 func (a *API) listNotifications(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {

@@ -290,30 +290,41 @@ func (s *Store) UpdateClient(ctx context.Context, c *identity.Client, prevUpdate
 	return s.withTx(ctx, func(tx *sql.Tx) error {
 		// "IS" rather than "=" so a zero (NULL) UpdatedAt compares equal to
 		// a zero prevUpdatedAt.
-		res, err := tx.ExecContext(ctx, `UPDATE clients SET
+		if err := updateIfUnchanged(ctx, tx, "update client", `UPDATE clients SET
 			name = ?, owner = ?, purpose = ?, environment = ?, vendor = ?, status = ?,
 			created_at = ?, updated_at = ?, expires_at = ?, scopes = ?, audiences = ?, auth_method = ?, jwks = ?,
 			tls_subject_dn = ?, tls_san_uri = ?, tls_san_dns = ?, secret_salt = ?, secret_hash = ?,
 			secret_lookup = ?, binding = ?, token_lifetime = ?, tags = ?, previous = ?, prev_secret_lookup = ?
-			WHERE id = ? AND updated_at IS ?`, append(args, prev)...)
-		if err != nil {
-			return wrap("update client", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return wrap("update client", err)
-		}
-		if n == 0 {
-			var one int
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ?`, c.ID).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("sqlite: update client: %w", store.ErrNotFound)
-			}
-			if err != nil {
-				return wrap("update client", err)
-			}
-			return fmt.Errorf("sqlite: update client: %w", store.ErrStale)
+			WHERE id = ? AND updated_at IS ?`, append(args, prev), `SELECT 1 FROM clients WHERE id = ?`, c.ID); err != nil {
+			return err
 		}
 		return insertEvent(ctx, tx, evArgs)
 	})
+}
+
+// updateIfUnchanged runs an optimistic UPDATE, whose WHERE compares the
+// row's updated_at, and tells a row that changed since it was read
+// (store.ErrStale) from one that does not exist (store.ErrNotFound):
+// existsSQL selects 1 for key.
+func updateIfUnchanged(ctx context.Context, tx *sql.Tx, op, updateSQL string, args []any, existsSQL string, key any) error {
+	res, err := tx.ExecContext(ctx, updateSQL, args...)
+	if err != nil {
+		return wrap(op, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap(op, err)
+	}
+	if n > 0 {
+		return nil
+	}
+	var one int
+	err = tx.QueryRowContext(ctx, existsSQL, key).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
+	}
+	if err != nil {
+		return wrap(op, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w", op, store.ErrStale)
 }

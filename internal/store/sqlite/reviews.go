@@ -127,25 +127,9 @@ func (s *Store) UpdateOwner(ctx context.Context, o store.Owner, prevUpdatedAt ti
 		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE owners SET contact = ?, status = ?, created_at = ?, updated_at = ?, departed_at = ?
-			WHERE name = ? AND updated_at IS ?`, append(args, prev)...)
-		if err != nil {
-			return wrap("update owner", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return wrap("update owner", err)
-		}
-		if n == 0 {
-			var one int
-			err := tx.QueryRowContext(ctx, `SELECT 1 FROM owners WHERE name = ?`, o.Name).Scan(&one)
-			if errors.Is(err, sql.ErrNoRows) {
-				return fmt.Errorf("sqlite: update owner: %w", store.ErrNotFound)
-			}
-			if err != nil {
-				return wrap("update owner", err)
-			}
-			return fmt.Errorf("sqlite: update owner: %w", store.ErrStale)
+		if err := updateIfUnchanged(ctx, tx, "update owner", `UPDATE owners SET contact = ?, status = ?, created_at = ?, updated_at = ?, departed_at = ?
+			WHERE name = ? AND updated_at IS ?`, append(args, prev), `SELECT 1 FROM owners WHERE name = ?`, o.Name); err != nil {
+			return err
 		}
 		return insertEvent(ctx, tx, evArgs)
 	})
