@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/keybound/keybound/internal/adminapi"
 	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/problem"
@@ -133,4 +135,19 @@ func clientTLS(caFile, certFile, certKey string) (*tls.Config, error) {
 		conf.Certificates = []tls.Certificate{c}
 	}
 	return conf, nil
+}
+
+// withAdmin is the RunE of an admin verb: it checks -o, connects as the
+// admin identity of the data directory, and runs run with the connection.
+func withAdmin(g *globals, out *string, run func(cmd *cobra.Command, args []string, api *adminAPI) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		if err := checkOutput(*out); err != nil {
+			return err
+		}
+		api, err := newAdminAPI(cmd.Context(), g)
+		if err != nil {
+			return err
+		}
+		return run(cmd, args, api)
+	}
 }

@@ -19,14 +19,7 @@ func newAdminLogCmd(g *globals) *cobra.Command {
 		Use:   "admin-log",
 		Short: "Show the append-only admin audit log (who changed what, when)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			q := url.Values{"limit": {strconv.Itoa(limit)}}
 			if target != "" {
 				q.Set("target", target)
@@ -54,7 +47,7 @@ func newAdminLogCmd(g *globals) *cobra.Command {
 				rows = append(rows, []string{e.Time.Format(time.RFC3339), e.Actor, e.Action, e.Target, strings.Join(ch, " ")})
 			}
 			return printTable(g.stdout, []string{"TIME", "ACTOR", "ACTION", "TARGET", "CHANGES"}, rows)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&target, "target", "", "only events about this client id or key id")
 	cmd.Flags().IntVar(&limit, "limit", 100, "at most this many, newest first")

@@ -253,14 +253,7 @@ func newCertListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List issued workload certificates, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			q := url.Values{"limit": {strconv.Itoa(limit)}}
 			if clientID != "" {
 				q.Set("client_id", clientID)
@@ -282,7 +275,7 @@ func newCertListCmd(g *globals) *cobra.Command {
 				rows = append(rows, []string{c.Serial, c.ClientID, c.Status, c.Via, c.NotAfter.Format(time.RFC3339)})
 			}
 			return printTable(g.stdout, []string{"SERIAL", "CLIENT_ID", "STATUS", "VIA", "NOT_AFTER"}, rows)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&clientID, "client", "", "only this identity's certificates")
 	cmd.Flags().BoolVar(&live, "live", false, "only certificates neither revoked nor expired")

@@ -217,14 +217,7 @@ func newClientListCmd(g *globals) *cobra.Command {
 		Use:   "list",
 		Short: "List machine identities",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			q := url.Values{}
 			for k, v := range map[string]string{"owner": owner, "environment": env, "status": status} {
 				if v != "" {
@@ -250,7 +243,7 @@ func newClientListCmd(g *globals) *cobra.Command {
 				rows = append(rows, []string{c.ClientID, c.Name, owner, c.Environment, string(c.Status), string(c.AuthMethod), binding(c), c.ExpiresAt.Format("2006-01-02")})
 			}
 			return printTable(g.stdout, []string{"CLIENT_ID", "NAME", "OWNER", "ENV", "STATUS", "AUTH", "BINDING", "EXPIRES"}, rows)
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&owner, "owner", "", "only this owner")
 	cmd.Flags().StringVar(&env, "environment", "", "only this environment")
@@ -266,14 +259,7 @@ func newClientShowCmd(g *globals) *cobra.Command {
 		Use:   "show CLIENT_ID",
 		Short: "Show one machine identity",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var v adminapi.ClientView
 			if err := api.call(cmd.Context(), "GET", "/clients/"+url.PathEscape(args[0]), nil, &v); err != nil {
 				return err
@@ -282,7 +268,7 @@ func newClientShowCmd(g *globals) *cobra.Command {
 				return printJSON(g.stdout, v)
 			}
 			return printClient(g, v)
-		},
+		}),
 	}
 	outputFlag(cmd, &out)
 	return cmd
@@ -294,14 +280,7 @@ func newClientStatusCmd(g *globals, action, short string) *cobra.Command {
 		Use:   action + " CLIENT_ID",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var v adminapi.ClientView
 			if err := api.call(cmd.Context(), "POST", "/clients/"+url.PathEscape(args[0])+"/"+action, map[string]string{"reason": reason}, &v); err != nil {
 				return err
@@ -311,7 +290,7 @@ func newClientStatusCmd(g *globals, action, short string) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "%s is now %s\n", v.ClientID, v.Status)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the admin audit log")
 	outputFlag(cmd, &out)

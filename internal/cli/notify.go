@@ -131,14 +131,7 @@ the receiver's signature check. Exits non-zero when the receiver did not
 take it. The test is recorded in the admin log.`,
 		Example: `  keybound notify test`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var res notify.TestResult
 			if err := api.call(cmd.Context(), "POST", "/notifications/test", nil, &res); err != nil {
 				return err
@@ -154,7 +147,7 @@ take it. The test is recorded in the admin log.`,
 				return fmt.Errorf("test warning not delivered to %s: %s", res.Webhook, res.Error)
 			}
 			return nil
-		},
+		}),
 	}
 	outputFlag(cmd, &out)
 	return cmd

@@ -33,14 +33,7 @@ func newOwnerAddCmd(g *globals) *cobra.Command {
 		Short:   "Add an owner to the directory",
 		Example: `  keybound owner add team-billing@example.com --contact billing-oncall@example.com`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var o inventory.OwnerEntry
 			if err := api.call(cmd.Context(), "POST", "/owners", adminapi.OwnerRequest{Name: args[0], Contact: contact}, &o); err != nil {
 				return err
@@ -50,7 +43,7 @@ func newOwnerAddCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "owner %s added\n", o.Name)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&contact, "contact", "", "e-mail address to reach the owner")
 	outputFlag(cmd, &out)
@@ -65,14 +58,7 @@ func newOwnerListCmd(g *globals) *cobra.Command {
 		Long: `List the owner directory, then the owners identities name that are not in
 it (REGISTERED no). IDENTITIES counts identities that are not revoked.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var res struct {
 				Owners []inventory.OwnerEntry `json:"owners"`
 			}
@@ -94,7 +80,7 @@ it (REGISTERED no). IDENTITIES counts identities that are not revoked.`,
 				rows = append(rows, []string{o.Name, string(o.Status), departed, strconv.Itoa(o.Identities), registered, o.Contact})
 			}
 			return printTable(g.stdout, []string{"OWNER", "STATUS", "DEPARTED", "IDENTITIES", "REGISTERED", "CONTACT"}, rows)
-		},
+		}),
 	}
 	outputFlag(cmd, &out)
 	return cmd
@@ -111,14 +97,7 @@ report, their reviews cannot be attested, and new identities cannot name
 the owner. Move them to a current owner with keybound owner transfer.`,
 		Example: `  keybound owner depart alice@example.com --reason "left the company"`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+		RunE: withAdmin(g, &out, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var res adminapi.DepartResponse
 			if err := api.call(cmd.Context(), "POST", "/owners/"+url.PathEscape(args[0])+"/depart", adminapi.DepartRequest{Reason: reason}, &res); err != nil {
 				return err
@@ -134,7 +113,7 @@ the owner. Move them to a current owner with keybound owner transfer.`,
 				fmt.Fprintf(g.stdout, "move them with: keybound owner transfer --from %s --to NEW-OWNER\n", shellQuote(res.Owner.Name))
 			}
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "why, for the admin audit log")
 	outputFlag(cmd, &out)
