@@ -31,6 +31,9 @@ import (
 const (
 	tokenCacheEntries = 1 << 16
 	rateLimitKeys     = 1 << 18
+	// gatewayRealm is the realm of the gateway's WWW-Authenticate
+	// challenges, for tokens and static API keys alike.
+	gatewayRealm = "keybound-gateway"
 )
 
 // gatewayPart is the gateway listener and what it owns.
@@ -95,8 +98,9 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 	}
 	checker.Tokens = accesstoken.NewCache(tokens, tokenCacheEntries, nil)
 	checker.Audience = ""
-	checker.Realm = "keybound-gateway"
+	checker.Realm = gatewayRealm
 	gw, err := gateway.New(gateway.Config{
+		Realm:               gatewayRealm,
 		ExternalURL:         cfg.Gateway.ExternalURL,
 		TrustedProxies:      proxies,
 		ForwardedCertHeader: cfg.Gateway.ForwardedCertHeader,

@@ -171,8 +171,8 @@ func TestRotateLegacySecretEndToEnd(t *testing.T) {
 		}
 	}
 	time.Sleep(time.Until(retires) + 50*time.Millisecond)
-	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": legacy.ClientSecret}); r.status != http.StatusUnauthorized {
-		t.Errorf("old static key after the overlap: %d %s", r.status, r.body)
+	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": legacy.ClientSecret}); r.status != http.StatusUnauthorized || r.header.Get("WWW-Authenticate") != `Bearer realm="keybound-gateway"` {
+		t.Errorf("old static key after the overlap: %d %q %s", r.status, r.header.Get("WWW-Authenticate"), r.body)
 	}
 	if r := g.send(nil, "GET", "/legacy/1", map[string]string{"X-API-Key": v.ClientSecret}); r.status != 200 {
 		t.Errorf("new static key after the overlap: %d %s", r.status, r.body)

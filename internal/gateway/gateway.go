@@ -89,6 +89,9 @@ type Config struct {
 	// StaticKeys checks static API keys on routes with allow_static_keys;
 	// nil refuses every static key.
 	StaticKeys StaticKeys
+	// Realm names the gateway in the WWW-Authenticate challenge of a
+	// refused static API key, as the token checker names it in its own.
+	Realm string
 }
 
 // Gateway is an http.Handler. Routes are swapped atomically by SetRoutes.
@@ -299,7 +302,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 func (g *Gateway) staticKey(r *http.Request, rt *route.Route, keys []string, ev *store.AuditEvent) (*protect.Caller, *deny) {
 	refuse := func(detail string) *deny {
 		return &deny{status: http.StatusUnauthorized, reason: "invalid_api_key", detail: detail,
-			challenge: `Bearer realm="keybound-gateway"`}
+			challenge: oauth.Challenge("Bearer", g.cfg.Realm, nil)}
 	}
 	if len(keys) != 1 {
 		return nil, refuse("send one " + rt.StaticKeyHeader + " header")
