@@ -37,6 +37,7 @@ import (
 	"github.com/keybound/keybound/internal/dpop"
 	"github.com/keybound/keybound/internal/inventory"
 	"github.com/keybound/keybound/internal/keys"
+	"github.com/keybound/keybound/internal/notify"
 	"github.com/keybound/keybound/internal/protect"
 	"github.com/keybound/keybound/internal/replay"
 	"github.com/keybound/keybound/internal/revocation"
@@ -56,6 +57,11 @@ const (
 	// certRetention is how long an expired workload certificate stays in
 	// the inventory before the hourly purge removes it.
 	certRetention = 30 * 24 * time.Hour
+	// notificationRetention is how long after the expiry it warned about
+	// a notification stays visible before the hourly purge removes it:
+	// 60 days past the window in which an "expired" warning can still be
+	// created, so a purged warning is never created and sent again.
+	notificationRetention = notify.DefaultExpiredWindow + 60*24*time.Hour
 )
 
 // App is a built, not yet serving, keybound.
@@ -430,6 +436,11 @@ func (a *App) background(ctx context.Context) {
 				a.log.Error("purge of expired workload certificates failed", "error", err)
 			} else if n > 0 {
 				a.log.Info("purged expired workload certificates and join tokens", "count", n)
+			}
+			if n, err := a.store.PurgeNotifications(ctx, time.Now().Add(-notificationRetention)); err != nil {
+				a.log.Error("purge of old expiry notifications failed", "error", err)
+			} else if n > 0 {
+				a.log.Info("purged old expiry notifications", "count", n)
 			}
 		}
 	}

@@ -117,6 +117,9 @@ type NotificationStore interface {
 	UpdateNotification(ctx context.Context, id string, claimed time.Time, u NotificationUpdate) error
 	// CountNotifications counts the notifications with status.
 	CountNotifications(ctx context.Context, status NotificationStatus) (int, error)
+	// PurgeNotifications deletes the notifications about expiries before
+	// expiredBefore, whatever their status, and returns how many.
+	PurgeNotifications(ctx context.Context, expiredBefore time.Time) (int, error)
 	// ExpiringClients returns active clients whose ExpiresAt is at or
 	// after from and before to, earliest expiry first, then by ID, at most
 	// limit (zero or less: no limit): what the expiry sweep warns about,

@@ -241,6 +241,27 @@ func (s *Store) CountNotifications(ctx context.Context, status store.Notificatio
 	return n, nil
 }
 
+// PurgeNotifications deletes the notifications whose ExpiresAt is before
+// expiredBefore.
+func (s *Store) PurgeNotifications(ctx context.Context, expiredBefore time.Time) (int, error) {
+	before, err := encodeTime("purge before", expiredBefore)
+	if err != nil {
+		return 0, err
+	}
+	var n int64
+	err = s.withTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `DELETE FROM notifications WHERE expires_at < ?`, before)
+		if err != nil {
+			return wrap("purge notifications", err)
+		}
+		if n, err = res.RowsAffected(); err != nil {
+			return wrap("purge notifications", err)
+		}
+		return nil
+	})
+	return int(n), err
+}
+
 // ExpiringClients returns active clients expiring in [from, to).
 func (s *Store) ExpiringClients(ctx context.Context, from, to time.Time, limit int) ([]*identity.Client, error) {
 	const op = "expiring clients"

@@ -42,6 +42,7 @@ func testNotifications(t *testing.T, newStore func(*testing.T) store.Store) {
 		{"ClaimRace", testNotificationClaimRace},
 		{"DueAndList", testNotificationDueAndList},
 		{"ExpiringClients", testExpiringClients},
+		{"Purge", testNotificationPurge},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -437,5 +438,36 @@ func testExpiringClients(t *testing.T, s store.Store) {
 	}
 	if d := diffClient(fullClient("n1"), cs[0]); d != "" {
 		t.Errorf("client from ExpiringClients differs: %s", d)
+	}
+}
+
+// testNotificationPurge: rows about expiries before the cut are deleted,
+// whatever their status; the rest stay.
+func testNotificationPurge(t *testing.T, s store.Store) {
+	old := pendingNote("ntf-old", "n1", 24*time.Hour, 0)
+	old.ExpiresAt = at(time.Hour)
+	oldDone := &store.Notification{ID: "ntf-old-done", Kind: "identity.expired", ClientID: "n2", ExpiresAt: at(2 * time.Hour),
+		CreatedAt: at(3 * time.Hour), Status: store.NotificationDelivered, DeliveredAt: at(3 * time.Hour)}
+	edge := pendingNote("ntf-edge", "n2", 24*time.Hour, 0)
+	edge.ExpiresAt = at(10 * time.Hour)
+	recent := pendingNote("ntf-recent", "n1", 3*24*time.Hour, 0)
+	for _, n := range []*store.Notification{old, oldDone, edge, recent} {
+		mustCreateNote(t, s, n)
+	}
+	n, err := s.PurgeNotifications(t.Context(), at(10*time.Hour))
+	if err != nil || n != 2 {
+		t.Fatalf("PurgeNotifications = %d, %v; want 2", n, err)
+	}
+	left, err := s.ListNotifications(t.Context(), store.NotificationFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := noteIDs(left)
+	slices.Sort(got)
+	if !slices.Equal(got, []string{"ntf-edge", "ntf-recent"}) {
+		t.Errorf("left after the purge: %v, want ntf-edge and ntf-recent", got)
+	}
+	if n, err := s.PurgeNotifications(t.Context(), at(10*time.Hour)); err != nil || n != 0 {
+		t.Errorf("second purge = %d, %v; want 0", n, err)
 	}
 }
