@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keybound/keybound/internal/adminapi"
 	"github.com/keybound/keybound/internal/store"
@@ -203,4 +204,31 @@ func (h *harness) curlToken(t *testing.T, clientID, certFile, keyFile string) (i
 // tokenForm is a private_key_jwt token request for k.
 func tokenForm(k clientKey, h *harness) url.Values {
 	return url.Values{"grant_type": {"client_credentials"}, "client_id": {k.id}, "client_assertion_type": {assertionType}, "client_assertion": {k.assertion(h.t, h.issuer+"/oauth2/token")}}
+}
+
+// clientView reads one client through the admin API.
+func (h *harness) clientView(id string) adminapi.ClientView {
+	h.t.Helper()
+	code, b := h.adminDo("GET", "/clients/"+id, nil)
+	if code != http.StatusOK {
+		h.t.Fatalf("GET client %s: %d %s", id, code, b)
+	}
+	var v adminapi.ClientView
+	if err := json.Unmarshal(b, &v); err != nil {
+		h.t.Fatal(err)
+	}
+	return v
+}
+
+// waitUntil polls cond every 50 ms until it holds, and fails the test
+// after d.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }

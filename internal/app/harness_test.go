@@ -13,7 +13,6 @@ import (
 	"net/http"
 	"net/url"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -217,22 +216,9 @@ type tokenResult struct {
 // postForm sends a raw form to path with extra headers.
 func (h *harness) postForm(c *http.Client, path string, form url.Values, hdr map[string]string) tokenResult {
 	h.t.Helper()
-	req, _ := http.NewRequest("POST", h.issuer+path, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	if c == nil {
-		c = h.httpClient(nil)
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := tokenResult{status: resp.StatusCode, header: resp.Header, raw: string(b)}
-	_ = json.Unmarshal(b, &r.body)
+	res := h.do(c, "POST", path, "application/x-www-form-urlencoded", []byte(form.Encode()), hdr)
+	r := tokenResult{status: res.status, header: res.header, raw: string(res.body)}
+	_ = json.Unmarshal(res.body, &r.body)
 	return r
 }
 

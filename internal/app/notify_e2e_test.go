@@ -82,16 +82,6 @@ func (rc *hookReceiver) configure(maxAttempts int) func(*config.Config) {
 }
 
 // waitUntil polls cond for up to d.
-func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", d, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func (h *harness) notifications(query string) []adminapi.NotificationView {
 	h.t.Helper()

@@ -14,15 +14,7 @@ import (
 // statusOf reads one client's status through the admin API.
 func (h *harness) statusOf(id string) string {
 	h.t.Helper()
-	code, b := h.adminDo("GET", "/clients/"+id, nil)
-	if code != http.StatusOK {
-		h.t.Fatalf("get %s: %d %s", id, code, b)
-	}
-	var v adminapi.ClientView
-	if err := json.Unmarshal(b, &v); err != nil {
-		h.t.Fatal(err)
-	}
-	return string(v.Status)
+	return string(h.clientView(id).Status)
 }
 
 // TestOffboardThroughAdminAPI drives POST /admin/v1/offboard: every bad

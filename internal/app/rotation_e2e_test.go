@@ -15,36 +15,6 @@ import (
 	"github.com/keybound/keybound/sdk"
 )
 
-// tokenWith asks for a DPoP-less token with a private_key_jwt assertion
-// signed by k and returns the raw answer.
-func (h *harness) tokenWith(k clientKey) tokenResult {
-	h.t.Helper()
-	form := url.Values{"grant_type": {"client_credentials"}, "client_id": {k.id}, "client_assertion_type": {assertionType}, "client_assertion": {k.assertion(h.t, h.issuer+"/oauth2/token")}}
-	return h.postForm(nil, "/oauth2/token", form, nil)
-}
-
-func (h *harness) clientView(id string) adminapi.ClientView {
-	h.t.Helper()
-	code, b := h.adminDo("GET", "/clients/"+id, nil)
-	if code != http.StatusOK {
-		h.t.Fatalf("GET client %s: %d %s", id, code, b)
-	}
-	var v adminapi.ClientView
-	if err := json.Unmarshal(b, &v); err != nil {
-		h.t.Fatal(err)
-	}
-	return v
-}
-
-func problemOf(t *testing.T, b []byte) map[string]any {
-	t.Helper()
-	var p map[string]any
-	if err := json.Unmarshal(b, &p); err != nil {
-		t.Fatalf("not a problem body: %s", b)
-	}
-	return p
-}
-
 func TestRotateKeysWithOverlapEndToEnd(t *testing.T) {
 	h := start(t, nil)
 	old := h.newKeyClient(inventory.Registration{Scope: "invoices:read", AllowBearer: true})
@@ -57,7 +27,7 @@ func TestRotateKeysWithOverlapEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := clientKey{id: old.id, key: key2, kid: "k2"}
-	if r := h.tokenWith(next); r.status != http.StatusUnauthorized || r.body["error"] != "invalid_client" {
+	if r := h.bearerToken(next); r.status != http.StatusUnauthorized || r.body["error"] != "invalid_client" {
 		t.Fatalf("the new key before rotation: %d %s", r.status, r.raw)
 	}
 
@@ -74,23 +44,23 @@ func TestRotateKeysWithOverlapEndToEnd(t *testing.T) {
 	}
 	// During the overlap both keys authenticate.
 	for name, k := range map[string]clientKey{"old": old, "new": next} {
-		if r := h.tokenWith(k); r.status != http.StatusOK {
+		if r := h.bearerToken(k); r.status != http.StatusOK {
 			t.Errorf("%s key during the overlap: %d %s", name, r.status, r.raw)
 		}
 	}
 	// A second rotation while the overlap is open is refused with a way out.
 	code, b = h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"jwks": json.RawMessage(set2)})
-	if p := problemOf(t, b); code != http.StatusConflict || !strings.Contains(p["type"].(string), "rotation-open") || !strings.Contains(p["detail"].(string), "--retire-previous") {
+	if p := (httpResult{body: b}).problem(t); code != http.StatusConflict || !strings.HasSuffix(p.Type, "rotation-open") || !strings.Contains(p.Detail, "--retire-previous") {
 		t.Fatalf("overlapping rotation: %d %s", code, b)
 	}
 	// Retiring the old key ends it at once.
 	if code, b = h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"retire_previous": true}); code != http.StatusOK {
 		t.Fatalf("retire_previous: %d %s", code, b)
 	}
-	if r := h.tokenWith(old); r.status != http.StatusUnauthorized || r.body["error"] != "invalid_client" {
+	if r := h.bearerToken(old); r.status != http.StatusUnauthorized || r.body["error"] != "invalid_client" {
 		t.Errorf("old key after retirement: %d %s", r.status, r.raw)
 	}
-	if r := h.tokenWith(next); r.status != http.StatusOK {
+	if r := h.bearerToken(next); r.status != http.StatusOK {
 		t.Errorf("new key after retirement: %d %s", r.status, r.raw)
 	}
 	if code, b = h.adminDo("POST", "/clients/"+old.id+"/rotate", map[string]any{"retire_previous": true}); code != http.StatusConflict {
@@ -178,13 +148,9 @@ func TestRotateLegacySecretEndToEnd(t *testing.T) {
 		t.Errorf("new static key after the overlap: %d %s", r.status, r.body)
 	}
 	// The sweep drops the retired secret and records it.
-	deadline := time.Now().Add(10 * time.Second)
-	for g.clientView(legacy.ClientID).PreviousCredential != nil {
-		if time.Now().After(deadline) {
-			t.Fatal("the sweep never retired the previous secret")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitUntil(t, 10*time.Second, "the sweep to retire the previous secret", func() bool {
+		return g.clientView(legacy.ClientID).PreviousCredential == nil
+	})
 	found := false
 	for _, ev := range g.events() {
 		found = found || ev.Target == legacy.ClientID && ev.Action == "client.rotation.retire" && ev.Actor == "keybound-governance"
@@ -258,16 +224,12 @@ func TestDownscopeEndToEnd(t *testing.T) {
 		{"nothing named", map[string]any{}, ""},
 	} {
 		code, b := g.adminDo("POST", "/clients/"+ck.id+"/downscope", tt.body)
-		p := problemOf(t, b)
 		if code != http.StatusBadRequest {
 			t.Errorf("%s: %d %s", tt.name, code, b)
 			continue
 		}
-		if tt.want != "" {
-			errs, _ := p["errors"].([]any)
-			if len(errs) == 0 || errs[0].(map[string]any)["field"] != tt.want {
-				t.Errorf("%s: errors %v, want field %s", tt.name, p["errors"], tt.want)
-			}
+		if p := (httpResult{body: b}).problem(t); tt.want != "" && (len(p.Errors) == 0 || p.Errors[0].Field != tt.want) {
+			t.Errorf("%s: errors %+v, want field %s", tt.name, p.Errors, tt.want)
 		}
 	}
 	if v := g.clientView(ck.id); v.Scope != "invoices:read reports:read" {
@@ -297,45 +259,31 @@ func TestExpiredButStillUsedIsAudited(t *testing.T) {
 	}
 	for _, id := range []string{short.id, legacy.ClientID} {
 		var denied map[string]any
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && denied == nil; time.Sleep(50 * time.Millisecond) {
+		waitUntil(t, 5*time.Second, "the refusal of "+id+" in the audit file", func() bool {
 			for _, ev := range g.auditEvents(id) {
 				if ev["decision"] == "deny" {
 					denied = ev
 				}
 			}
-		}
-		if denied == nil || denied["reason"] != "client_expired" || denied["owner"] != "team-a@example.com" {
+			return denied != nil
+		})
+		if denied["reason"] != "client_expired" || denied["owner"] != "team-a@example.com" {
 			t.Errorf("audit event of the expired identity %s: %v", id, denied)
 		}
 	}
 	// The admin API finds them by reason once they are stored.
-	var got map[string]bool
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		code, b := g.adminDo("GET", "/audit/events?reason=client_expired", nil)
-		if code != http.StatusOK {
-			t.Fatalf("audit events by reason: %d %s", code, b)
-		}
-		var page struct {
-			Events []struct {
-				ClientID string `json:"client_id"`
-				Reason   string `json:"reason"`
-			} `json:"events"`
-		}
-		if err := json.Unmarshal(b, &page); err != nil {
-			t.Fatal(err)
-		}
-		got = map[string]bool{}
-		for _, ev := range page.Events {
+	got := map[string]bool{}
+	waitUntil(t, 5*time.Second, "both refusals in the store", func() bool {
+		clear(got)
+		for _, ev := range g.auditEventsAPI(url.Values{"reason": {"client_expired"}}) {
 			if ev.Reason != "client_expired" {
-				t.Fatalf("reason filter returned %+v", ev)
+				t.Fatalf("the reason filter returned %+v", ev)
 			}
 			got[ev.ClientID] = true
 		}
-		if len(got) == 2 {
-			break
-		}
-	}
-	if !got[short.id] || !got[legacy.ClientID] || len(got) != 2 {
+		return len(got) == 2
+	})
+	if !got[short.id] || !got[legacy.ClientID] {
 		t.Errorf("clients of client_expired events: %v", got)
 	}
 }
