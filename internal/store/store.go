@@ -21,8 +21,10 @@ import (
 var (
 	ErrNotFound = errors.New("store: not found")
 	ErrConflict = errors.New("store: already exists")
-	// ErrStale is returned by UpdateClient when the stored row changed since
-	// it was read (optimistic concurrency on UpdatedAt).
+	// ErrStale is returned by an optimistic write (UpdateClient,
+	// SetClientsStatus, UpdateOwner, AppendReview, UpdateNotification, ...)
+	// when the stored row changed since it was read: read it again and
+	// decide anew.
 	ErrStale = errors.New("store: modified concurrently; read it again")
 )
 

@@ -28,9 +28,29 @@ func eventArgs(ev store.AdminEvent) ([]any, error) {
 	return []any{t, ev.Actor, ev.Action, ev.Target, changes}, nil
 }
 
-func insertEvent(ctx context.Context, tx *sql.Tx, args []any) error {
-	if _, err := tx.ExecContext(ctx, `INSERT INTO admin_events (time, actor, action, target, changes) VALUES (?, ?, ?, ?, ?)`, args...); err != nil {
-		return wrap("append admin event", err)
+// encodeEvents is eventArgs for every event of a batch.
+func encodeEvents(evs []store.AdminEvent) ([][]any, error) {
+	out := make([][]any, len(evs))
+	for i, ev := range evs {
+		a, err := eventArgs(ev)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = a
+	}
+	return out, nil
+}
+
+const insertEventSQL = `INSERT INTO admin_events (time, actor, action, target, changes) VALUES (?, ?, ?, ?, ?)`
+
+// insertEvents appends events encoded by eventArgs inside tx, through the
+// statement prepared at Open.
+func (s *Store) insertEvents(ctx context.Context, tx *sql.Tx, evArgs ...[]any) error {
+	stmt := tx.StmtContext(ctx, s.insertEventStmt)
+	for _, a := range evArgs {
+		if _, err := stmt.ExecContext(ctx, a...); err != nil {
+			return wrap("append admin event", err)
+		}
 	}
 	return nil
 }
@@ -42,7 +62,7 @@ func (s *Store) AppendAdminEvent(ctx context.Context, ev store.AdminEvent) error
 	if err != nil {
 		return err
 	}
-	return s.withTx(ctx, func(tx *sql.Tx) error { return insertEvent(ctx, tx, args) })
+	return s.withTx(ctx, func(tx *sql.Tx) error { return s.insertEvents(ctx, tx, args) })
 }
 
 // ListAdminEvents returns events newest first, that is in reverse order of
@@ -60,31 +80,23 @@ func (s *Store) ListAdminEvents(ctx context.Context, target string, limit int) (
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("list admin events", err)
+	return collect(ctx, s.read, "list admin events", q, args, scanEvent)
+}
+
+func scanEvent(r scanner) (store.AdminEvent, error) {
+	var (
+		ev      store.AdminEvent
+		t       sql.NullInt64
+		changes sql.NullString
+	)
+	if err := r.Scan(&ev.ID, &t, &ev.Actor, &ev.Action, &ev.Target, &changes); err != nil {
+		return store.AdminEvent{}, err
 	}
-	defer rows.Close()
-	var out []store.AdminEvent
-	for rows.Next() {
-		var (
-			ev      store.AdminEvent
-			t       sql.NullInt64
-			changes sql.NullString
-		)
-		if err := rows.Scan(&ev.ID, &t, &ev.Actor, &ev.Action, &ev.Target, &changes); err != nil {
-			return nil, wrap("list admin events", err)
+	ev.Time = decodeTime(t)
+	if changes.Valid {
+		if err := json.Unmarshal([]byte(changes.String), &ev.Changes); err != nil {
+			return store.AdminEvent{}, fmt.Errorf("decode admin event %d changes: %w", ev.ID, err)
 		}
-		ev.Time = decodeTime(t)
-		if changes.Valid {
-			if err := json.Unmarshal([]byte(changes.String), &ev.Changes); err != nil {
-				return nil, fmt.Errorf("sqlite: decode admin event %d changes: %w", ev.ID, err)
-			}
-		}
-		out = append(out, ev)
 	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list admin events", err)
-	}
-	return out, nil
+	return ev, nil
 }

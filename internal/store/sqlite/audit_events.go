@@ -45,10 +45,11 @@ func decodeScopes(s string) []string {
 }
 
 // AppendAuditEvents appends evs in one BEGIN IMMEDIATE transaction on the
-// single write connection, through one prepared statement. Every event is
-// encoded first; one that cannot be stored faithfully (zero or out-of-range
-// Time, a malformed scope) refuses the whole batch. ev.ID is ignored. The
-// same transaction adds the batch to the usage rollups (rollUp, usage.go).
+// single write connection, through the statement prepared at Open. Every
+// event is encoded first; one that cannot be stored faithfully (zero or
+// out-of-range Time, a malformed scope) refuses the whole batch. ev.ID is
+// ignored. The same transaction adds the batch to the usage rollups (rollUp,
+// usage.go).
 func (s *Store) AppendAuditEvents(ctx context.Context, evs []store.AuditEvent) error {
 	if len(evs) == 0 {
 		return nil
@@ -70,11 +71,7 @@ func (s *Store) AppendAuditEvents(ctx context.Context, evs []store.AuditEvent) e
 		rows[i] = auditRow{time: t.(int64), scopes: scopes, ev: ev}
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, insertAuditSQL)
-		if err != nil {
-			return wrap("append audit events: prepare", err)
-		}
-		defer stmt.Close()
+		stmt := tx.StmtContext(ctx, s.insertAuditStmt)
 		for _, r := range rows {
 			ev := r.ev
 			if _, err := stmt.ExecContext(ctx, r.time, ev.RequestID, ev.ClientID, ev.Owner, ev.CredentialType, ev.TokenJTI,
@@ -135,31 +132,23 @@ func (s *Store) ListAuditEvents(ctx context.Context, f store.AuditFilter) ([]sto
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("list audit events", err)
+	return collect(ctx, s.read, "list audit events", q, args, scanAuditEvent)
+}
+
+func scanAuditEvent(r scanner) (store.AuditEvent, error) {
+	var (
+		ev     store.AuditEvent
+		t      sql.NullInt64
+		scopes string
+	)
+	if err := r.Scan(&ev.ID, &t, &ev.RequestID, &ev.ClientID, &ev.Owner, &ev.CredentialType, &ev.TokenJTI,
+		&scopes, &ev.Route, &ev.Method, &ev.PathTemplate, &ev.ObjectID, &ev.Status, &ev.BytesIn, &ev.BytesOut,
+		&ev.LatencyMicros, &ev.SourceAddr, &ev.Decision, &ev.Reason); err != nil {
+		return store.AuditEvent{}, err
 	}
-	defer rows.Close()
-	var out []store.AuditEvent
-	for rows.Next() {
-		var (
-			ev     store.AuditEvent
-			t      sql.NullInt64
-			scopes string
-		)
-		if err := rows.Scan(&ev.ID, &t, &ev.RequestID, &ev.ClientID, &ev.Owner, &ev.CredentialType, &ev.TokenJTI,
-			&scopes, &ev.Route, &ev.Method, &ev.PathTemplate, &ev.ObjectID, &ev.Status, &ev.BytesIn, &ev.BytesOut,
-			&ev.LatencyMicros, &ev.SourceAddr, &ev.Decision, &ev.Reason); err != nil {
-			return nil, wrap("list audit events", err)
-		}
-		ev.Time = decodeTime(t)
-		ev.Scopes = decodeScopes(scopes)
-		out = append(out, ev)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list audit events", err)
-	}
-	return out, nil
+	ev.Time = decodeTime(t)
+	ev.Scopes = decodeScopes(scopes)
+	return ev, nil
 }
 
 // SummarizeAudit groups the events matching f by client, route, method,
@@ -177,25 +166,15 @@ func (s *Store) SummarizeAudit(ctx context.Context, f store.AuditFilter) ([]stor
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("summarize audit", err)
-	}
-	defer rows.Close()
-	var out []store.AuditSummaryRow
-	for rows.Next() {
+	return collect(ctx, s.read, "summarize audit", q, args, func(sc scanner) (store.AuditSummaryRow, error) {
 		var (
 			r           store.AuditSummaryRow
 			first, last sql.NullInt64
 		)
-		if err := rows.Scan(&r.ClientID, &r.Route, &r.Method, &r.Scopes, &r.Decision, &r.Count, &first, &last); err != nil {
-			return nil, wrap("summarize audit", err)
+		if err := sc.Scan(&r.ClientID, &r.Route, &r.Method, &r.Scopes, &r.Decision, &r.Count, &first, &last); err != nil {
+			return store.AuditSummaryRow{}, err
 		}
 		r.First, r.Last = decodeTime(first), decodeTime(last)
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("summarize audit", err)
-	}
-	return out, nil
+		return r, nil
+	})
 }

@@ -47,13 +47,12 @@ func scanCert(r scanner) (*store.WorkloadCertificate, error) {
 
 // clientExists reports whether the client row exists, inside tx.
 func clientExists(ctx context.Context, tx *sql.Tx, id string) error {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ?`, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlite: client %q: %w", id, store.ErrNotFound)
-	}
-	if err != nil {
+	exists, err := rowExists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, id)
+	switch {
+	case err != nil:
 		return wrap("look up client", err)
+	case !exists:
+		return fmt.Errorf("sqlite: client %q: %w", id, store.ErrNotFound)
 	}
 	return nil
 }
@@ -83,13 +82,12 @@ func (s *Store) CreateCertificate(ctx context.Context, c *store.WorkloadCertific
 			if n, err := res.RowsAffected(); err != nil {
 				return wrap("consume join token", err)
 			} else if n != 1 {
-				var one int
-				err := tx.QueryRowContext(ctx, `SELECT 1 FROM join_tokens WHERE id = ?`, joinTokenID).Scan(&one)
-				if errors.Is(err, sql.ErrNoRows) {
-					return fmt.Errorf("sqlite: join token: %w", store.ErrNotFound)
-				}
-				if err != nil {
+				exists, err := rowExists(ctx, tx, `SELECT 1 FROM join_tokens WHERE id = ?`, joinTokenID)
+				switch {
+				case err != nil:
 					return wrap("consume join token", err)
+				case !exists:
+					return fmt.Errorf("sqlite: join token %q: %w", joinTokenID, store.ErrNotFound)
 				}
 				return store.ErrJoinTokenSpent
 			}
@@ -97,7 +95,7 @@ func (s *Store) CreateCertificate(ctx context.Context, c *store.WorkloadCertific
 		if _, err := tx.ExecContext(ctx, `INSERT INTO workload_certificates (`+certColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return wrap("create certificate", err)
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
@@ -134,27 +132,7 @@ func (s *Store) ListCertificates(ctx context.Context, f store.CertificateFilter)
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	return s.queryCerts(ctx, "list certificates", q, args...)
-}
-
-func (s *Store) queryCerts(ctx context.Context, op, q string, args ...any) ([]*store.WorkloadCertificate, error) {
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	defer rows.Close()
-	var out []*store.WorkloadCertificate
-	for rows.Next() {
-		c, err := scanCert(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(op, err)
-	}
-	return out, nil
+	return collect(ctx, s.read, "list certificates", q, args, scanCert)
 }
 
 // RevokeCertificate marks serial revoked with ev, once.
@@ -185,40 +163,31 @@ func (s *Store) RevokeCertificate(ctx context.Context, serial string, at time.Ti
 		if _, err := tx.ExecContext(ctx, `UPDATE workload_certificates SET revoked_at = ?, revocation_reason = ? WHERE serial = ?`, atV, reason, serial); err != nil {
 			return wrap("revoke certificate", err)
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
 // CertificatesRevokedSince lists revocations at or after since of
 // certificates still valid at now, oldest revocation first.
 func (s *Store) CertificatesRevokedSince(ctx context.Context, since, now time.Time) ([]*store.WorkloadCertificate, error) {
-	sinceV, err := encodeTime("since", since)
+	sinceV, err := encodeBound("since", since)
 	if err != nil {
 		return nil, err
 	}
-	nowV, err := encodeTime("now", now)
+	nowV, err := encodeBound("now", now)
 	if err != nil {
 		return nil, err
 	}
-	if sinceV == nil {
-		sinceV = minTime.UnixNano()
-	}
-	if nowV == nil {
-		nowV = minTime.UnixNano()
-	}
-	return s.queryCerts(ctx, "certificates revoked since", `SELECT `+certColumns+` FROM workload_certificates
-		WHERE revoked_at IS NOT NULL AND revoked_at >= ? AND not_after > ? ORDER BY revoked_at, serial`, sinceV, nowV)
+	return collect(ctx, s.read, "certificates revoked since", `SELECT `+certColumns+` FROM workload_certificates
+		WHERE revoked_at IS NOT NULL AND revoked_at >= ? AND not_after > ? ORDER BY revoked_at, serial`, []any{sinceV, nowV}, scanCert)
 }
 
 // CountLiveCertificates counts clientID's unrevoked, unexpired
 // certificates.
 func (s *Store) CountLiveCertificates(ctx context.Context, clientID string, now time.Time) (int, error) {
-	v, err := encodeTime("now", now)
+	v, err := encodeBound("now", now)
 	if err != nil {
 		return 0, err
-	}
-	if v == nil {
-		v = minTime.UnixNano()
 	}
 	var n int
 	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM workload_certificates WHERE client_id = ? AND revoked_at IS NULL AND not_after > ?`, clientID, v).Scan(&n); err != nil {
@@ -287,7 +256,7 @@ func (s *Store) CreateJoinToken(ctx context.Context, t *store.JoinToken, ev stor
 			t.ID, t.ClientID, t.Hash, created, expires, used, t.CreatedBy); err != nil {
 			return wrap("create join token", err)
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
@@ -300,7 +269,7 @@ func (s *Store) GetJoinToken(ctx context.Context, id string) (*store.JoinToken, 
 	err := s.read.QueryRowContext(ctx, `SELECT id, client_id, hash, created_at, expires_at, used_at, created_by FROM join_tokens WHERE id = ?`, id).
 		Scan(&t.ID, &t.ClientID, &t.Hash, &created, &expires, &used, &t.CreatedBy)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sqlite: join token: %w", store.ErrNotFound)
+		return nil, fmt.Errorf("sqlite: join token %q: %w", id, store.ErrNotFound)
 	}
 	if err != nil {
 		return nil, wrap("get join token", err)
@@ -311,12 +280,9 @@ func (s *Store) GetJoinToken(ctx context.Context, id string) (*store.JoinToken, 
 
 // CountLiveJoinTokens counts clientID's unused, unexpired join tokens.
 func (s *Store) CountLiveJoinTokens(ctx context.Context, clientID string, now time.Time) (int, error) {
-	v, err := encodeTime("now", now)
+	v, err := encodeBound("now", now)
 	if err != nil {
 		return 0, err
-	}
-	if v == nil {
-		v = minTime.UnixNano()
 	}
 	var n int
 	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM join_tokens WHERE client_id = ? AND used_at IS NULL AND expires_at > ?`, clientID, v).Scan(&n); err != nil {

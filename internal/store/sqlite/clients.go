@@ -121,9 +121,6 @@ func decodePrevious(s sql.NullString) (*identity.PreviousCredential, error) {
 		TLSSANDNS: p.TLSSANDNS, Secret: p.Secret, RotatedAt: p.RotatedAt, RetiresAt: p.RetiresAt}, nil
 }
 
-// scanner is what *sql.Row and *sql.Rows have in common.
-type scanner interface{ Scan(dest ...any) error }
-
 func scanClient(r scanner) (*identity.Client, error) {
 	var (
 		c                         identity.Client
@@ -184,10 +181,10 @@ func (s *Store) CreateClient(ctx context.Context, c *identity.Client, ev store.A
 		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, insertClientSQL, args...); err != nil {
+		if _, err := tx.StmtContext(ctx, s.insertClientStmt).ExecContext(ctx, args...); err != nil {
 			return wrap("create client", err)
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
@@ -247,23 +244,7 @@ func (s *Store) ListClients(ctx context.Context, f store.ClientFilter) ([]*ident
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("list clients", err)
-	}
-	defer rows.Close()
-	var out []*identity.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, wrap("list clients", err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list clients", err)
-	}
-	return out, nil
+	return collect(ctx, s.read, "list clients", q, args, scanClient)
 }
 
 // UpdateClient replaces the stored client c.ID if its UpdatedAt still equals
@@ -298,7 +279,7 @@ func (s *Store) UpdateClient(ctx context.Context, c *identity.Client, prevUpdate
 			WHERE id = ? AND updated_at IS ?`, append(args, prev), `SELECT 1 FROM clients WHERE id = ?`, c.ID); err != nil {
 			return err
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
@@ -318,13 +299,80 @@ func updateIfUnchanged(ctx context.Context, tx *sql.Tx, op, updateSQL string, ar
 	if n > 0 {
 		return nil
 	}
-	var one int
-	err = tx.QueryRowContext(ctx, existsSQL, key).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
+	exists, err := rowExists(ctx, tx, existsSQL, key)
+	switch {
+	case err != nil:
+		return wrap(op, err)
+	case !exists:
 		return fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
 	}
+	return fmt.Errorf("sqlite: %s: %w", op, store.ErrStale)
+}
+
+// clientMissingOrStale tells why a compare-on-updated_at matched no row.
+func clientMissingOrStale(ctx context.Context, tx *sql.Tx, op, id string) error {
+	exists, err := rowExists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, id)
+	switch {
+	case err != nil:
+		return wrap(op, err)
+	case !exists:
+		return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrNotFound)
+	}
+	return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrStale)
+}
+
+// clientChange is one client's change in a batch (SetClientsStatus,
+// SetClientsOwner), checked and encoded before the write lock is taken:
+// value is the one column the batch sets besides updated_at.
+type clientChange struct {
+	id                   string
+	value, updated, prev any
+}
+
+// encodeClientChange checks what every batch change needs, a client named
+// once in the batch (seen collects the ids) and a new UpdatedAt, and
+// encodes the change; change i of op is named in the errors.
+func encodeClientChange(op string, i int, seen map[string]bool, id string, value any, updatedAt, prevUpdatedAt time.Time) (clientChange, error) {
+	if seen[id] {
+		return clientChange{}, fmt.Errorf("sqlite: %s: client %s is named twice", op, id)
+	}
+	seen[id] = true
+	if updatedAt.IsZero() {
+		return clientChange{}, fmt.Errorf("sqlite: %s: change %d (%s) has no UpdatedAt", op, i, id)
+	}
+	updated, err := encodeTime("updated_at", updatedAt)
+	if err != nil {
+		return clientChange{}, err
+	}
+	prev, err := encodeTime("previous updated_at", prevUpdatedAt)
+	if err != nil {
+		return clientChange{}, err
+	}
+	return clientChange{id: id, value: value, updated: updated, prev: prev}, nil
+}
+
+// applyClientChanges sets column and updated_at of every change inside tx,
+// each only if the client's updated_at is still the one it was read with.
+// The first change that matches no row fails the batch with store.ErrStale
+// or store.ErrNotFound. column is a constant of the caller, never input.
+func applyClientChanges(ctx context.Context, tx *sql.Tx, op, column string, cs []clientChange) error {
+	stmt, err := tx.PrepareContext(ctx, `UPDATE clients SET `+column+` = ?, updated_at = ? WHERE id = ? AND updated_at IS ?`)
 	if err != nil {
 		return wrap(op, err)
 	}
-	return fmt.Errorf("sqlite: %s: %w", op, store.ErrStale)
+	defer stmt.Close()
+	for _, c := range cs {
+		res, err := stmt.ExecContext(ctx, c.value, c.updated, c.id, c.prev)
+		if err != nil {
+			return wrap(op, err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return wrap(op, err)
+		}
+		if n == 0 {
+			return clientMissingOrStale(ctx, tx, op, c.id)
+		}
+	}
+	return nil
 }

@@ -42,6 +42,18 @@ func encodeTime(field string, t time.Time) (any, error) {
 	return t.UnixNano(), nil
 }
 
+// encodeBound is encodeTime for a lower bound of a range query. The zero
+// time, which encodeTime makes NULL (and NULL compares false with
+// everything), becomes the earliest storable instant: a zero since means
+// "from the beginning", a zero now "at any time".
+func encodeBound(field string, t time.Time) (int64, error) {
+	v, err := encodeTime(field, t)
+	if err != nil || v == nil {
+		return minTime.UnixNano(), err
+	}
+	return v.(int64), nil
+}
+
 // decodeTime is the inverse of encodeTime.
 func decodeTime(v sql.NullInt64) time.Time {
 	if !v.Valid {

@@ -44,20 +44,12 @@ func (s *Store) CreateClients(ctx context.Context, cs []*identity.Client, evs []
 		}
 		args[i] = a
 	}
-	evArgs := make([][]any, len(evs))
-	for i, ev := range evs {
-		a, err := eventArgs(ev)
-		if err != nil {
-			return err
-		}
-		evArgs[i] = a
+	evArgs, err := encodeEvents(evs)
+	if err != nil {
+		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, insertClientSQL)
-		if err != nil {
-			return wrap("create clients", err)
-		}
-		defer stmt.Close()
+		stmt := tx.StmtContext(ctx, s.insertClientStmt)
 		for i, a := range args {
 			if _, err := stmt.ExecContext(ctx, a...); err != nil {
 				if isUnique(err) {
@@ -66,11 +58,6 @@ func (s *Store) CreateClients(ctx context.Context, cs []*identity.Client, evs []
 				return wrap("create clients", err)
 			}
 		}
-		for _, a := range evArgs {
-			if err := insertEvent(ctx, tx, a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.insertEvents(ctx, tx, evArgs...)
 	})
 }

@@ -130,7 +130,7 @@ func (s *Store) ListNotifications(ctx context.Context, f store.NotificationFilte
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)
 	}
-	return s.queryNotifications(ctx, "list notifications", q, args...)
+	return collect(ctx, s.read, "list notifications", q, args, scanNotification)
 }
 
 // DueNotifications returns pending notifications due at now.
@@ -145,27 +145,7 @@ func (s *Store) DueNotifications(ctx context.Context, now time.Time, limit int) 
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	return s.queryNotifications(ctx, "due notifications", q, args...)
-}
-
-func (s *Store) queryNotifications(ctx context.Context, op, q string, args ...any) ([]*store.Notification, error) {
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	defer rows.Close()
-	var out []*store.Notification
-	for rows.Next() {
-		n, err := scanNotification(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(op, err)
-	}
-	return out, nil
+	return collect(ctx, s.read, "due notifications", q, args, scanNotification)
 }
 
 // ClaimNotification moves a pending notification's next_attempt_at from due
@@ -178,20 +158,16 @@ func (s *Store) ClaimNotification(ctx context.Context, id string, due, until tim
 	if err != nil {
 		return false, err
 	}
-	var ok bool
-	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE notifications SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, ts[1], id, ts[0])
-		if err != nil {
-			return wrap("claim notification", err)
-		}
-		k, err := res.RowsAffected()
-		if err != nil {
-			return wrap("claim notification", err)
-		}
-		ok = k == 1
-		return nil
-	})
-	return ok, err
+	// One statement, so it is atomic without a transaction of its own.
+	res, err := s.write.ExecContext(ctx, `UPDATE notifications SET next_attempt_at = ? WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`, ts[1], id, ts[0])
+	if err != nil {
+		return false, wrap("claim notification", err)
+	}
+	k, err := res.RowsAffected()
+	if err != nil {
+		return false, wrap("claim notification", err)
+	}
+	return k == 1, nil
 }
 
 // UpdateNotification writes u over a notification this caller claimed.
@@ -220,13 +196,12 @@ func (s *Store) UpdateNotification(ctx context.Context, id string, claimed time.
 		} else if k == 1 {
 			return nil
 		}
-		var one int
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM notifications WHERE id = ?`, id).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("sqlite: notification %q: %w", id, store.ErrNotFound)
-		}
-		if err != nil {
+		exists, err := rowExists(ctx, tx, `SELECT 1 FROM notifications WHERE id = ?`, id)
+		switch {
+		case err != nil:
 			return wrap(op, err)
+		case !exists:
+			return fmt.Errorf("sqlite: notification %q: %w", id, store.ErrNotFound)
 		}
 		return fmt.Errorf("sqlite: notification %q: %w", id, store.ErrStale)
 	})
@@ -248,18 +223,15 @@ func (s *Store) PurgeNotifications(ctx context.Context, expiredBefore time.Time)
 	if err != nil {
 		return 0, err
 	}
-	var n int64
-	err = s.withTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `DELETE FROM notifications WHERE expires_at < ?`, before)
-		if err != nil {
-			return wrap("purge notifications", err)
-		}
-		if n, err = res.RowsAffected(); err != nil {
-			return wrap("purge notifications", err)
-		}
-		return nil
-	})
-	return int(n), err
+	res, err := s.write.ExecContext(ctx, `DELETE FROM notifications WHERE expires_at < ?`, before)
+	if err != nil {
+		return 0, wrap("purge notifications", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, wrap("purge notifications", err)
+	}
+	return int(n), nil
 }
 
 // ExpiringClients returns active clients expiring in [from, to).
@@ -278,21 +250,5 @@ func (s *Store) ExpiringClients(ctx context.Context, from, to time.Time, limit i
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap(op, err)
-	}
-	defer rows.Close()
-	var out []*identity.Client
-	for rows.Next() {
-		c, err := scanClient(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		out = append(out, c)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(op, err)
-	}
-	return out, nil
+	return collect(ctx, s.read, op, q, args, scanClient)
 }

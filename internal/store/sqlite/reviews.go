@@ -74,7 +74,7 @@ func (s *Store) CreateOwner(ctx context.Context, o store.Owner, ev store.AdminEv
 		if _, err := tx.ExecContext(ctx, `INSERT INTO owners (contact, status, created_at, updated_at, departed_at, name) VALUES (?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return wrap("create owner", err)
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
@@ -92,23 +92,7 @@ func (s *Store) GetOwner(ctx context.Context, name string) (store.Owner, error) 
 
 // ListOwners returns every owner ordered by name.
 func (s *Store) ListOwners(ctx context.Context) ([]store.Owner, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+ownerColumns+` FROM owners ORDER BY name`)
-	if err != nil {
-		return nil, wrap("list owners", err)
-	}
-	defer rows.Close()
-	var out []store.Owner
-	for rows.Next() {
-		o, err := scanOwner(rows)
-		if err != nil {
-			return nil, wrap("list owners", err)
-		}
-		out = append(out, o)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list owners", err)
-	}
-	return out, nil
+	return collect(ctx, s.read, "list owners", `SELECT `+ownerColumns+` FROM owners ORDER BY name`, nil, scanOwner)
 }
 
 // UpdateOwner replaces the owner if its updated_at still equals
@@ -131,7 +115,7 @@ func (s *Store) UpdateOwner(ctx context.Context, o store.Owner, prevUpdatedAt ti
 			WHERE name = ? AND updated_at IS ?`, append(args, prev), `SELECT 1 FROM owners WHERE name = ?`, o.Name); err != nil {
 			return err
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
@@ -180,29 +164,18 @@ func (s *Store) SetClientsOwner(ctx context.Context, cs []store.OwnerChange, rs 
 	if len(cs) == 0 && len(rs) == 0 && len(evs) == 0 {
 		return nil
 	}
-	type row struct{ updated, prev any }
-	rows := make([]row, len(cs))
+	const op = "set clients owner"
+	changes := make([]clientChange, len(cs))
 	seen := make(map[string]bool, len(cs))
 	for i, c := range cs {
 		if strings.TrimSpace(c.Owner) == "" {
-			return fmt.Errorf("sqlite: set clients owner: change %d (%s) has no owner", i, c.ID)
+			return fmt.Errorf("sqlite: %s: change %d (%s) has no owner", op, i, c.ID)
 		}
-		if seen[c.ID] {
-			return fmt.Errorf("sqlite: set clients owner: client %s is named twice", c.ID)
-		}
-		seen[c.ID] = true
-		if c.UpdatedAt.IsZero() {
-			return fmt.Errorf("sqlite: set clients owner: change %d (%s) has no UpdatedAt", i, c.ID)
-		}
-		updated, err := encodeTime("updated_at", c.UpdatedAt)
+		ch, err := encodeClientChange(op, i, seen, c.ID, c.Owner, c.UpdatedAt, c.PrevUpdatedAt)
 		if err != nil {
 			return err
 		}
-		prev, err := encodeTime("previous updated_at", c.PrevUpdatedAt)
-		if err != nil {
-			return err
-		}
-		rows[i] = row{updated, prev}
+		changes[i] = ch
 	}
 	rvArgs := make([][]any, len(rs))
 	for i, r := range rs {
@@ -212,58 +185,21 @@ func (s *Store) SetClientsOwner(ctx context.Context, cs []store.OwnerChange, rs 
 		}
 		rvArgs[i] = a
 	}
-	evArgs := make([][]any, len(evs))
-	for i, ev := range evs {
-		a, err := eventArgs(ev)
-		if err != nil {
-			return err
-		}
-		evArgs[i] = a
+	evArgs, err := encodeEvents(evs)
+	if err != nil {
+		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		stmt, err := tx.PrepareContext(ctx, `UPDATE clients SET owner = ?, updated_at = ? WHERE id = ? AND updated_at IS ?`)
-		if err != nil {
-			return wrap("set clients owner", err)
-		}
-		defer stmt.Close()
-		for i, r := range rows {
-			res, err := stmt.ExecContext(ctx, cs[i].Owner, r.updated, cs[i].ID, r.prev)
-			if err != nil {
-				return wrap("set clients owner", err)
-			}
-			n, err := res.RowsAffected()
-			if err != nil {
-				return wrap("set clients owner", err)
-			}
-			if n == 0 {
-				return clientMissingOrStale(ctx, tx, "set clients owner", cs[i].ID)
-			}
+		if err := applyClientChanges(ctx, tx, op, "owner", changes); err != nil {
+			return err
 		}
 		for _, a := range rvArgs {
 			if _, err := tx.ExecContext(ctx, insertReviewSQL, a...); err != nil {
 				return wrap("append review", err)
 			}
 		}
-		for _, a := range evArgs {
-			if err := insertEvent(ctx, tx, a); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.insertEvents(ctx, tx, evArgs...)
 	})
-}
-
-// clientMissingOrStale tells why a compare-on-updated_at matched no row.
-func clientMissingOrStale(ctx context.Context, tx *sql.Tx, op, id string) error {
-	var one int
-	err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ?`, id).Scan(&one)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrNotFound)
-	}
-	if err != nil {
-		return wrap(op, err)
-	}
-	return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrStale)
 }
 
 // AppendReview appends r and ev if the client is unchanged since it was
@@ -282,42 +218,37 @@ func (s *Store) AppendReview(ctx context.Context, r store.Review, clientUpdatedA
 		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		var one int
-		err := tx.QueryRowContext(ctx, `SELECT 1 FROM clients WHERE id = ? AND updated_at IS ?`, r.ClientID, prev).Scan(&one)
-		if errors.Is(err, sql.ErrNoRows) {
-			return clientMissingOrStale(ctx, tx, "append review", r.ClientID)
-		}
-		if err != nil {
+		unchanged, err := rowExists(ctx, tx, `SELECT 1 FROM clients WHERE id = ? AND updated_at IS ?`, r.ClientID, prev)
+		switch {
+		case err != nil:
 			return wrap("append review", err)
+		case !unchanged:
+			return clientMissingOrStale(ctx, tx, "append review", r.ClientID)
 		}
 		// An owner who departed after the client was read cannot vouch for
 		// it: the departure does not touch the client row, so check it here,
 		// under the same write lock.
-		err = tx.QueryRowContext(ctx, `SELECT 1 FROM clients c JOIN owners o ON o.name = c.owner
-			WHERE c.id = ? AND o.status = ?`, r.ClientID, string(store.OwnerDeparted)).Scan(&one)
+		departed, err := rowExists(ctx, tx, `SELECT 1 FROM clients c JOIN owners o ON o.name = c.owner
+			WHERE c.id = ? AND o.status = ?`, r.ClientID, string(store.OwnerDeparted))
 		switch {
-		case err == nil:
-			return fmt.Errorf("sqlite: append review: the owner of client %s has departed: %w", r.ClientID, store.ErrStale)
-		case !errors.Is(err, sql.ErrNoRows):
+		case err != nil:
 			return wrap("append review", err)
+		case departed:
+			return fmt.Errorf("sqlite: append review: the owner of client %s has departed: %w", r.ClientID, store.ErrStale)
 		}
 		if _, err := tx.ExecContext(ctx, insertReviewSQL, args...); err != nil {
 			return wrap("append review", err)
 		}
-		return insertEvent(ctx, tx, evArgs)
+		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
 // LatestReviews returns the newest review of each kind of each client. The
 // reviews_client index (client_id, kind, id) answers the grouping.
 func (s *Store) LatestReviews(ctx context.Context) ([]store.Review, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT `+reviewColumns+` FROM reviews
+	return collect(ctx, s.read, "latest reviews", `SELECT `+reviewColumns+` FROM reviews
 		WHERE id IN (SELECT MAX(id) FROM reviews GROUP BY client_id, kind)
-		ORDER BY client_id, kind`)
-	if err != nil {
-		return nil, wrap("latest reviews", err)
-	}
-	return collectReviews(rows, "latest reviews")
+		ORDER BY client_id, kind`, nil, scanReview)
 }
 
 // ListReviews returns one client's reviews, newest append first.
@@ -328,25 +259,5 @@ func (s *Store) ListReviews(ctx context.Context, clientID string, limit int) ([]
 		q += ` LIMIT ?`
 		args = append(args, limit)
 	}
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("list reviews", err)
-	}
-	return collectReviews(rows, "list reviews")
-}
-
-func collectReviews(rows *sql.Rows, op string) ([]store.Review, error) {
-	defer rows.Close()
-	var out []store.Review
-	for rows.Next() {
-		r, err := scanReview(rows)
-		if err != nil {
-			return nil, wrap(op, err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap(op, err)
-	}
-	return out, nil
+	return collect(ctx, s.read, "list reviews", q, args, scanReview)
 }

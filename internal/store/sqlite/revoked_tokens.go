@@ -37,44 +37,28 @@ func (s *Store) RevokeToken(ctx context.Context, t store.RevokedToken) error {
 // token has not expired at now (ExpiresAt after now), oldest revocation
 // first.
 func (s *Store) RevokedSince(ctx context.Context, since, now time.Time) ([]store.RevokedToken, error) {
-	sinceV, err := encodeTime("since", since)
+	sinceV, err := encodeBound("since", since)
 	if err != nil {
 		return nil, err
 	}
-	nowV, err := encodeTime("now", now)
+	nowV, err := encodeBound("now", now)
 	if err != nil {
 		return nil, err
 	}
-	// A zero since or now is NULL; compare against the int64 extremes so a
-	// zero since means "from the beginning" and a zero now means "ever".
-	if sinceV == nil {
-		sinceV = minTime.UnixNano()
+	return collect(ctx, s.read, "revoked since", `SELECT jti, client_id, revoked_at, expires_at FROM revoked_tokens
+		WHERE revoked_at >= ? AND expires_at > ? ORDER BY revoked_at, jti`, []any{sinceV, nowV}, scanRevokedToken)
+}
+
+func scanRevokedToken(r scanner) (store.RevokedToken, error) {
+	var (
+		t                store.RevokedToken
+		revoked, expires int64
+	)
+	if err := r.Scan(&t.JTI, &t.ClientID, &revoked, &expires); err != nil {
+		return store.RevokedToken{}, err
 	}
-	if nowV == nil {
-		nowV = minTime.UnixNano()
-	}
-	rows, err := s.read.QueryContext(ctx, `SELECT jti, client_id, revoked_at, expires_at FROM revoked_tokens
-		WHERE revoked_at >= ? AND expires_at > ? ORDER BY revoked_at, jti`, sinceV, nowV)
-	if err != nil {
-		return nil, wrap("revoked since", err)
-	}
-	defer rows.Close()
-	var out []store.RevokedToken
-	for rows.Next() {
-		var (
-			t                store.RevokedToken
-			revoked, expires int64
-		)
-		if err := rows.Scan(&t.JTI, &t.ClientID, &revoked, &expires); err != nil {
-			return nil, wrap("revoked since", err)
-		}
-		t.RevokedAt, t.ExpiresAt = time.Unix(0, revoked).UTC(), time.Unix(0, expires).UTC()
-		out = append(out, t)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("revoked since", err)
-	}
-	return out, nil
+	t.RevokedAt, t.ExpiresAt = time.Unix(0, revoked).UTC(), time.Unix(0, expires).UTC()
+	return t, nil
 }
 
 // PurgeExpired deletes revocations whose token expired before now

@@ -41,26 +41,16 @@ func (s *Store) PutSigningKey(ctx context.Context, k store.SigningKey) error {
 // ListSigningKeys returns every stored key, oldest first (by CreatedAt, then
 // KID). Retired keys are included: the key ring decides what to publish.
 func (s *Store) ListSigningKeys(ctx context.Context) ([]store.SigningKey, error) {
-	rows, err := s.read.QueryContext(ctx, `SELECT kid, algorithm, private_pkcs8, created_at, activates_at, retired_at, remove_at
-		FROM signing_keys ORDER BY created_at, kid`)
-	if err != nil {
-		return nil, wrap("list signing keys", err)
-	}
-	defer rows.Close()
-	var out []store.SigningKey
-	for rows.Next() {
+	return collect(ctx, s.read, "list signing keys", `SELECT kid, algorithm, private_pkcs8, created_at, activates_at, retired_at, remove_at
+		FROM signing_keys ORDER BY created_at, kid`, nil, func(r scanner) (store.SigningKey, error) {
 		var (
 			k                                   store.SigningKey
 			created, activates, retired, remove sql.NullInt64
 		)
-		if err := rows.Scan(&k.KID, &k.Algorithm, &k.PrivatePKCS8, &created, &activates, &retired, &remove); err != nil {
-			return nil, wrap("list signing keys", err)
+		if err := r.Scan(&k.KID, &k.Algorithm, &k.PrivatePKCS8, &created, &activates, &retired, &remove); err != nil {
+			return store.SigningKey{}, err
 		}
 		k.CreatedAt, k.ActivatesAt, k.RetiredAt, k.RemoveAt = decodeTime(created), decodeTime(activates), decodeTime(retired), decodeTime(remove)
-		out = append(out, k)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("list signing keys", err)
-	}
-	return out, nil
+		return k, nil
+	})
 }

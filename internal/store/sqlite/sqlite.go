@@ -102,6 +102,12 @@ type Store struct {
 	// parsing its SQL was 40% of its cost. database/sql re-prepares it
 	// lazily on each read connection and caches it there.
 	getClient *sql.Stmt
+	// insertEventStmt, insertClientStmt and insertAuditStmt are prepared
+	// once on the write connection: every mutation appends an admin event,
+	// and imports and audit batches insert row after row. Transactions use
+	// them through tx.StmtContext, which reuses the connection's prepared
+	// statement instead of parsing the SQL again.
+	insertEventStmt, insertClientStmt, insertAuditStmt *sql.Stmt
 
 	closeOnce sync.Once
 	closeErr  error
@@ -157,20 +163,36 @@ func Open(ctx context.Context, path string, opts ...Option) (*Store, error) {
 		write.Close()
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
-	getClient, err := read.PrepareContext(ctx, getClientSQL)
-	if err != nil {
-		read.Close()
-		write.Close()
-		return nil, fmt.Errorf("sqlite: prepare: %w", err)
+	s := &Store{write: write, read: read}
+	for _, p := range []struct {
+		db  *sql.DB
+		q   string
+		dst **sql.Stmt
+	}{
+		{read, getClientSQL, &s.getClient},
+		{write, insertEventSQL, &s.insertEventStmt},
+		{write, insertClientSQL, &s.insertClientStmt},
+		{write, insertAuditSQL, &s.insertAuditStmt},
+	} {
+		if *p.dst, err = p.db.PrepareContext(ctx, p.q); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("sqlite: prepare: %w", err)
+		}
 	}
-	return &Store{write: write, read: read, getClient: getClient}, nil
+	return s, nil
 }
 
-// Close closes both pools. It is safe to call more than once; later calls
-// return the first call's result.
+// Close closes the prepared statements and both pools. It is safe to call
+// more than once; later calls return the first call's result.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = errors.Join(s.getClient.Close(), s.read.Close(), s.write.Close())
+		var errs []error
+		for _, st := range []*sql.Stmt{s.getClient, s.insertEventStmt, s.insertClientStmt, s.insertAuditStmt} {
+			if st != nil { // Open failed before preparing it
+				errs = append(errs, st.Close())
+			}
+		}
+		s.closeErr = errors.Join(append(errs, s.read.Close(), s.write.Close())...)
 		if s.closeErr != nil {
 			s.closeErr = fmt.Errorf("sqlite: close: %w", s.closeErr)
 		}
@@ -251,4 +273,40 @@ func (s *Store) withTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 		return fmt.Errorf("sqlite: commit: %w", err)
 	}
 	return nil
+}
+
+// scanner is what *sql.Row and *sql.Rows have in common.
+type scanner interface{ Scan(dest ...any) error }
+
+// collect runs the query q on db and returns every row as scan reads it.
+// Every failure, the query's, a row's or the iteration's, is wrapped for op.
+func collect[T any](ctx context.Context, db *sql.DB, op, q string, args []any, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, wrap(op, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap(op, err)
+	}
+	return out, nil
+}
+
+// rowExists reports whether q, a SELECT 1 inside tx, finds a row: how an
+// optimistic write that matched nothing tells a missing row from a stale one.
+func rowExists(ctx context.Context, tx *sql.Tx, q string, args ...any) (bool, error) {
+	var one int
+	err := tx.QueryRowContext(ctx, q, args...).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }

@@ -264,13 +264,7 @@ func (s *Store) clientUsageCounts(ctx context.Context, clientID string, starts [
 		FROM audit_events WHERE client_id = ? AND time >= ? AND time < ?
 		GROUP BY route, method, scopes, credential_type, decision
 		ORDER BY route, method, scopes, credential_type, decision`
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("usage counts", err)
-	}
-	defer rows.Close()
-	var out []store.UsageCount
-	for rows.Next() {
+	return collect(ctx, s.read, "usage counts", q, args, func(r scanner) (store.UsageCount, error) {
 		var (
 			u    = store.UsageCount{ClientID: clientID, Counts: make([]int64, len(starts))}
 			last sql.NullInt64
@@ -279,17 +273,12 @@ func (s *Store) clientUsageCounts(ctx context.Context, clientID string, starts [
 		for i := range u.Counts {
 			dst = append(dst, &u.Counts[i])
 		}
-		dst = append(dst, &last)
-		if err := rows.Scan(dst...); err != nil {
-			return nil, wrap("usage counts", err)
+		if err := r.Scan(append(dst, &last)...); err != nil {
+			return store.UsageCount{}, err
 		}
 		u.Last = decodeTime(last)
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("usage counts", err)
-	}
-	return out, nil
+		return u, nil
+	})
 }
 
 // UsageSources returns the (client, source) rows last seen in f's longest
@@ -306,27 +295,17 @@ func (s *Store) UsageSources(ctx context.Context, f store.UsageFilter) ([]store.
 		args = append(args, f.ClientID)
 	}
 	q += ` ORDER BY client_id, source`
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("usage sources", err)
-	}
-	defer rows.Close()
-	var out []store.UsageSource
-	for rows.Next() {
+	return collect(ctx, s.read, "usage sources", q, args, func(r scanner) (store.UsageSource, error) {
 		var (
 			u           store.UsageSource
 			first, last sql.NullInt64
 		)
-		if err := rows.Scan(&u.ClientID, &u.Source, &first, &last, &u.Events); err != nil {
-			return nil, wrap("usage sources", err)
+		if err := r.Scan(&u.ClientID, &u.Source, &first, &last, &u.Events); err != nil {
+			return store.UsageSource{}, err
 		}
 		u.First, u.Last = decodeTime(first), decodeTime(last)
-		out = append(out, u)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("usage sources", err)
-	}
-	return out, nil
+		return u, nil
+	})
 }
 
 // ClientActivity aggregates each client's source rows: its all-time
@@ -339,27 +318,17 @@ func (s *Store) ClientActivity(ctx context.Context, clientID string) ([]store.Cl
 		args = append(args, clientID)
 	}
 	q += ` GROUP BY client_id ORDER BY client_id`
-	rows, err := s.read.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, wrap("client activity", err)
-	}
-	defer rows.Close()
-	var out []store.ClientActivity
-	for rows.Next() {
+	return collect(ctx, s.read, "client activity", q, args, func(r scanner) (store.ClientActivity, error) {
 		var (
 			a                  store.ClientActivity
 			first, last, allow sql.NullInt64
 		)
-		if err := rows.Scan(&a.ClientID, &first, &last, &allow, &a.Events); err != nil {
-			return nil, wrap("client activity", err)
+		if err := r.Scan(&a.ClientID, &first, &last, &allow, &a.Events); err != nil {
+			return store.ClientActivity{}, err
 		}
 		a.First, a.Last, a.LastAllowed = decodeTime(first), decodeTime(last), decodeTime(allow)
-		out = append(out, a)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, wrap("client activity", err)
-	}
-	return out, nil
+		return a, nil
+	})
 }
 
 // AppendPostureSnapshot stores a posture snapshot.
@@ -400,7 +369,7 @@ func (s *Store) LatestPostureSnapshot(ctx context.Context) (store.PostureSnapsho
 	)
 	err := s.read.QueryRowContext(ctx, `SELECT id, time, body FROM posture_snapshots ORDER BY id DESC LIMIT 1`).Scan(&snap.ID, &t, &snap.Body)
 	if errors.Is(err, sql.ErrNoRows) {
-		return store.PostureSnapshot{}, store.ErrNotFound
+		return store.PostureSnapshot{}, fmt.Errorf("sqlite: latest posture snapshot: %w", store.ErrNotFound)
 	}
 	if err != nil {
 		return store.PostureSnapshot{}, wrap("latest posture snapshot", err)
