@@ -86,23 +86,8 @@ func Issue(key Signer, c Claims) (string, error) {
 
 // toPayload checks c and converts it to its wire form.
 func toPayload(c Claims) (*payload, error) {
-	var missing []string
-	for _, f := range []struct{ name, v string }{{"iss", c.Issuer}, {"sub", c.Subject}, {"client_id", c.ClientID}, {"jti", c.JTI}} {
-		if f.v == "" {
-			missing = append(missing, f.name)
-		}
-	}
-	if len(c.Audience) == 0 {
-		missing = append(missing, "aud")
-	}
-	if c.IssuedAt.IsZero() {
-		missing = append(missing, "iat")
-	}
-	if c.Expiry.IsZero() {
-		missing = append(missing, "exp")
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("accesstoken: claims lack %s", strings.Join(missing, ", "))
+	if m := missingClaims(c.Issuer, c.Subject, c.ClientID, c.JTI, len(c.Audience) > 0, !c.Expiry.IsZero(), !c.IssuedAt.IsZero()); m != "" {
+		return nil, fmt.Errorf("accesstoken: claims lack %s", m)
 	}
 	if c.Expiry.Unix() <= c.IssuedAt.Unix() {
 		return nil, fmt.Errorf("accesstoken: exp %v is not after iat %v", c.Expiry, c.IssuedAt)
@@ -129,6 +114,22 @@ func toPayload(c Claims) (*payload, error) {
 		p.Nbf = c.NotBefore.Unix()
 	}
 	return p, nil
+}
+
+// missingClaims names, comma-separated, the claims RFC 9068 section 2.2
+// requires that are absent, or returns "". Issue and Verify share it, so a
+// token Issue signs never lacks a claim Verify insists on.
+func missingClaims(iss, sub, clientID, jti string, hasAud, hasExp, hasIat bool) string {
+	var missing []string
+	for _, f := range []struct {
+		name    string
+		present bool
+	}{{"iss", iss != ""}, {"sub", sub != ""}, {"client_id", clientID != ""}, {"jti", jti != ""}, {"aud", hasAud}, {"exp", hasExp}, {"iat", hasIat}} {
+		if !f.present {
+			missing = append(missing, f.name)
+		}
+	}
+	return strings.Join(missing, ", ")
 }
 
 // errBadDER is returned when a Signer's output is not a DER ECDSA signature.

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -151,23 +152,8 @@ func (v *Verifier) Verify(token string) (*Claims, error) {
 
 // checkClaims validates the payload of a correctly signed token.
 func (v *Verifier) checkClaims(p *payload) (*Claims, error) {
-	var missing []string
-	for _, f := range []struct{ name, v string }{{"iss", p.Iss}, {"sub", p.Sub}, {"client_id", p.ClientID}, {"jti", p.JTI}} {
-		if f.v == "" {
-			missing = append(missing, f.name)
-		}
-	}
-	if len(p.Aud) == 0 {
-		missing = append(missing, "aud")
-	}
-	if p.Exp == 0 {
-		missing = append(missing, "exp")
-	}
-	if p.Iat == 0 {
-		missing = append(missing, "iat")
-	}
-	if len(missing) > 0 {
-		return nil, fmt.Errorf("%w: lacks required claims %s", ErrMalformed, strings.Join(missing, ", "))
+	if m := missingClaims(p.Iss, p.Sub, p.ClientID, p.JTI, len(p.Aud) > 0, p.Exp != 0, p.Iat != 0); m != "" {
+		return nil, fmt.Errorf("%w: lacks required claims %s", ErrMalformed, m)
 	}
 	if p.Iss != v.Issuer {
 		return nil, fmt.Errorf("%w: iss is %q, want %q", ErrIssuer, p.Iss, v.Issuer)
@@ -194,7 +180,7 @@ func (v *Verifier) checkClaims(p *payload) (*Claims, error) {
 	if p.Exp <= p.Iat {
 		return nil, fmt.Errorf("%w: exp is not after iat", ErrMalformed)
 	}
-	if v.Audience != "" && !contains(p.Aud, v.Audience) {
+	if v.Audience != "" && !slices.Contains(p.Aud, v.Audience) {
 		return nil, fmt.Errorf("%w: aud does not include %q", ErrAudience, v.Audience)
 	}
 	if p.Cnf != nil && p.Cnf.empty() {
@@ -209,13 +195,4 @@ func (v *Verifier) checkClaims(p *payload) (*Claims, error) {
 		JTI: p.JTI, IssuedAt: iat, NotBefore: nbf, Expiry: exp,
 		Confirmation: p.Cnf, AuthMethod: p.AM, StaticSecret: p.Static,
 	}, nil
-}
-
-func contains(list []string, s string) bool {
-	for _, v := range list {
-		if v == s {
-			return true
-		}
-	}
-	return false
 }

@@ -1,6 +1,7 @@
 package authserver
 
 import (
+	"bytes"
 	"encoding/base64"
 	"io"
 	"log/slog"
@@ -55,7 +56,7 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 		e.Status = http.StatusRequestEntityTooLarge
 		return nil, e
 	}
-	if strings.Count(string(body), "&") >= maxFormParams {
+	if bytes.Count(body, []byte{'&'}) >= maxFormParams {
 		return nil, oauth.New(oauth.CodeInvalidRequest, "too many parameters")
 	}
 	form, err := url.ParseQuery(string(body))

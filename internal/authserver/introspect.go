@@ -110,12 +110,18 @@ func (s *Server) inspect(r *http.Request, tok string) introspection {
 			scope = append(scope, sc)
 		}
 	}
-	return introspection{
+	out := introspection{
 		Active: true, Scope: strings.Join(scope, " "), ClientID: c.ClientID, TokenType: tt,
-		Exp: c.Expiry.Unix(), Iat: c.IssuedAt.Unix(), Nbf: c.NotBefore.Unix(),
+		Exp: c.Expiry.Unix(), Iat: c.IssuedAt.Unix(),
 		Sub: c.Subject, Aud: c.Audience, Iss: c.Issuer, JTI: c.JTI, Cnf: c.Confirmation,
 		AuthMethod: c.AuthMethod, StaticSecret: c.StaticSecret,
 	}
+	// A token without nbf has none to report; the zero time's Unix()
+	// would be year 1.
+	if !c.NotBefore.IsZero() {
+		out.Nbf = c.NotBefore.Unix()
+	}
+	return out
 }
 
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {

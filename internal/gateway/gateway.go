@@ -51,9 +51,13 @@ const (
 // MaxForwardedCertBytes bounds a forwarded client certificate header.
 const MaxForwardedCertBytes = 16 << 10
 
-// Checker verifies a request's token and proof of possession.
+// Checker verifies a request's token and proof of possession, and builds
+// the refusal, challenge included, of a caller it accepted that a later
+// check turns away, so every token challenge the gateway sends has one
+// shape.
 type Checker interface {
 	Check(r *http.Request, htu string, cert *x509.Certificate) (*protect.Caller, error)
+	Refuse(caller *protect.Caller, status int, code, desc string) *oauth.Error
 }
 
 // Limiter is the per-identity rate limiter.
@@ -96,16 +100,20 @@ type Config struct {
 
 // Gateway is an http.Handler. Routes are swapped atomically by SetRoutes.
 type Gateway struct {
-	cfg     Config
-	ext     *url.URL
-	routes  atomic.Pointer[route.Table]
-	check   Checker
-	limiter Limiter
-	audit   Auditor
-	metrics *Metrics
-	log     *slog.Logger
-	proxy   *httputil.ReverseProxy
-	now     func() time.Time
+	cfg Config
+	// htuBase is ExternalURL's scheme://host, the prefix of every DPoP
+	// htu; empty means the URL as this listener sees it.
+	htuBase string
+	// keyChallenge is the WWW-Authenticate of a refused static API key.
+	keyChallenge string
+	routes       atomic.Pointer[route.Table]
+	check        Checker
+	limiter      Limiter
+	audit        Auditor
+	metrics      *Metrics
+	log          *slog.Logger
+	proxy        *httputil.ReverseProxy
+	now          func() time.Time
 }
 
 // New builds a gateway serving table.
@@ -116,8 +124,9 @@ func New(cfg Config, table *route.Table, check Checker, limiter Limiter, audit A
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || (u.Path != "" && u.Path != "/") {
 			return nil, errors.New("gateway: external_url must be scheme://host[:port] with no path")
 		}
-		g.ext = u
+		g.htuBase = u.Scheme + "://" + u.Host
 	}
+	g.keyChallenge = oauth.Challenge("Bearer", cfg.Realm, nil)
 	g.routes.Store(table)
 	if transport == nil {
 		transport = NewTransport(cfg.UpstreamTimeout)
@@ -302,7 +311,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 func (g *Gateway) staticKey(r *http.Request, rt *route.Route, keys []string, ev *store.AuditEvent) (*protect.Caller, *deny) {
 	refuse := func(detail string) *deny {
 		return &deny{status: http.StatusUnauthorized, reason: "invalid_api_key", detail: detail,
-			challenge: oauth.Challenge("Bearer", g.cfg.Realm, nil)}
+			challenge: g.keyChallenge}
 	}
 	if len(keys) != 1 {
 		return nil, refuse("send one " + rt.StaticKeyHeader + " header")
@@ -349,21 +358,16 @@ func (g *Gateway) assurance(rt *route.Route, caller *protect.Caller) *deny {
 	return nil
 }
 
+// tokenDeny refuses a caller the checker accepted, with the checker's
+// challenge (realm and DPoP algs as on its own refusals).
 func (g *Gateway) tokenDeny(caller *protect.Caller, status int, code, desc string) *deny {
-	e := oauth.New(code, desc)
-	e.Status = status
-	scheme := "Bearer"
-	if caller.Binding == protect.BindingDPoP {
-		scheme = "DPoP"
-	}
-	e.WWWAuthenticate = oauth.Challenge(scheme, "", e)
-	return &deny{status: status, reason: code, oauth: e, detail: desc}
+	return &deny{status: status, reason: code, oauth: g.check.Refuse(caller, status, code, desc), detail: desc}
 }
 
 // htu is the URL the client called as it should appear in a DPoP proof.
 func (g *Gateway) htu(r *http.Request) string {
-	if g.ext != nil {
-		return g.ext.Scheme + "://" + g.ext.Host + r.URL.EscapedPath()
+	if g.htuBase != "" {
+		return g.htuBase + r.URL.EscapedPath()
 	}
 	scheme := "https"
 	if r.TLS == nil {

@@ -207,15 +207,23 @@ func (c *Checker) now() time.Time {
 // RequireScope refuses a caller lacking any of scopes (RFC 6750 section 3.1).
 func (c *Checker) RequireScope(caller *Caller, scopes ...string) error {
 	if s := MissingScope(caller, scopes); s != "" {
-		sch := "Bearer"
-		if caller.Binding == BindingDPoP {
-			sch = "DPoP"
-		}
-		e := c.challenge(sch, oauth.New(oauth.CodeInsufficientScope, ScopeRefusal(caller, s, "this endpoint needs the "+s+" scope")))
-		e.Status = http.StatusForbidden
-		return e
+		return c.Refuse(caller, http.StatusForbidden, oauth.CodeInsufficientScope, ScopeRefusal(caller, s, "this endpoint needs the "+s+" scope"))
 	}
 	return nil
+}
+
+// Refuse is the refusal of a caller Check accepted but the resource will
+// not serve (a scope, audience or assurance floor it lacks): the error with
+// status and the same challenge, realm and DPoP algs included, that Check's
+// own refusals carry, in the scheme the caller used.
+func (c *Checker) Refuse(caller *Caller, status int, code, desc string) *oauth.Error {
+	sch := "Bearer"
+	if caller.Binding == BindingDPoP {
+		sch = "DPoP"
+	}
+	e := c.challenge(sch, oauth.New(code, desc))
+	e.Status = status
+	return e
 }
 
 // MissingScope returns the first of want that the caller may not use, or
