@@ -36,8 +36,18 @@ const Prefix = "/admin/v1"
 // Scope is the scope every admin call needs.
 const Scope = "keybound:admin"
 
-// MaxListLimit bounds one page of a listing.
-const MaxListLimit = 1000
+// MaxListLimit bounds one page of a listing; defaultListLimit is a page
+// without a limit parameter.
+const (
+	MaxListLimit     = 1000
+	defaultListLimit = 100
+)
+
+// Query parameters of GET /clients and GET /events.
+var (
+	clientParams = []string{"owner", "environment", "status", "limit"}
+	eventParams  = []string{"target", "limit"}
+)
 
 // Inventory is the lifecycle service the API drives.
 type Inventory interface {
@@ -170,9 +180,7 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 	case errors.As(err, &ve):
 		pd = problem.New(http.StatusBadRequest, "invalid-client-metadata", "Invalid client registration", "fix the fields listed in errors and send the registration again")
 		pd.Code = "invalid_client_metadata"
-		for _, f := range ve.Fields {
-			pd.Errors = append(pd.Errors, problem.FieldError{Field: f.Field, Detail: f.Detail})
-		}
+		pd.Errors = fieldErrors(ve)
 	case errors.As(err, &pd):
 	case errors.Is(err, store.ErrNotFound):
 		pd = problem.New(http.StatusNotFound, "not-found", "Not found", "no client with that id is registered")
@@ -188,6 +196,15 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 	problem.Write(w, pd)
 }
 
+// fieldErrors lists a validation error's fields as problem errors.
+func fieldErrors(ve *inventory.ValidationError) []problem.FieldError {
+	out := make([]problem.FieldError, 0, len(ve.Fields))
+	for _, f := range ve.Fields {
+		out = append(out, problem.FieldError{Field: f.Field, Detail: f.Detail})
+	}
+	return out
+}
+
 func orDefault(s, d string) string {
 	if s == "" {
 		return d
@@ -198,17 +215,24 @@ func orDefault(s, d string) string {
 // MaxRequestBytes bounds an admin request body (a registration with a JWKS).
 const MaxRequestBytes = identity.MaxJWKSBytes + 16<<10
 
-// decode reads a JSON body strictly: unknown fields and trailing data are
-// errors that say what to fix.
+// decode reads a JSON body of at most MaxRequestBytes strictly: unknown
+// fields and trailing data are errors that say what to fix.
 func decode(r *http.Request, v any) error {
+	return decodeBounded(r, v, MaxRequestBytes, "the body is larger than the server accepts")
+}
+
+// decodeBounded is decode with its own size bound, for bodies larger than
+// one registration; tooLarge is the detail of a body over the server's
+// limit, saying what to do instead.
+func decodeBounded(r *http.Request, v any, limit int64, tooLarge string) error {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		return problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type", "send the body as application/json")
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, MaxRequestBytes))
+	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if web.IsBodyTooLarge(err) {
-			return problem.New(http.StatusRequestEntityTooLarge, "too-large", "Request too large", "the body is larger than the server accepts")
+			return problem.New(http.StatusRequestEntityTooLarge, "too-large", "Request too large", tooLarge)
 		}
 		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body is not valid JSON for this endpoint: "+err.Error())
 	}
@@ -240,18 +264,22 @@ func (a *API) createClient(w http.ResponseWriter, r *http.Request, caller *prote
 	return writeJSON(w, http.StatusCreated, v)
 }
 
+// listClients serves GET /clients: owner, environment and status match
+// exactly; limit is 1 to MaxListLimit (default 100).
 func (a *API) listClients(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
-	q := r.URL.Query()
-	f := store.ClientFilter{Owner: q.Get("owner"), Environment: q.Get("environment"), Status: identity.Status(q.Get("status")), Limit: 100}
-	if f.Status != "" && f.Status != identity.StatusActive && f.Status != identity.StatusSuspended && f.Status != identity.StatusRevoked {
-		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "status must be active, suspended or revoked")
+	p, err := newQueryParser(r.URL.RawQuery, clientParams)
+	if err != nil {
+		return err
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > MaxListLimit {
-			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "limit must be a number from 1 to "+strconv.Itoa(MaxListLimit))
-		}
-		f.Limit = n
+	f := store.ClientFilter{Owner: p.get("owner"), Environment: p.get("environment"), Status: identity.Status(p.get("status"))}
+	switch f.Status {
+	case "", identity.StatusActive, identity.StatusSuspended, identity.StatusRevoked:
+	default:
+		p.bad("status", "must be active, suspended or revoked, not %q", f.Status)
+	}
+	f.Limit = p.intIn("limit", 1, MaxListLimit, defaultListLimit)
+	if err := p.done(); err != nil {
+		return err
 	}
 	cs, err := a.Inventory.List(r.Context(), f)
 	if err != nil {
@@ -284,8 +312,7 @@ func (a *API) getClient(w http.ResponseWriter, r *http.Request, _ *protect.Calle
 	if err := a.markOrphaned(r.Context(), []*identity.Client{c}, views); err != nil { // reviews.go
 		return err
 	}
-	v = views[0]
-	return writeJSON(w, http.StatusOK, v)
+	return writeJSON(w, http.StatusOK, views[0])
 }
 
 // statusChange is the optional body of suspend, resume and revoke.
@@ -324,16 +351,18 @@ func (a *API) changeStatus(action string) handlerFunc {
 	}
 }
 
+// listEvents serves GET /events: the admin log, for one target or all;
+// limit is 1 to MaxListLimit (default 100).
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
-	limit := 100
-	if l := r.URL.Query().Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > MaxListLimit {
-			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "limit must be a number from 1 to "+strconv.Itoa(MaxListLimit))
-		}
-		limit = n
+	p, err := newQueryParser(r.URL.RawQuery, eventParams)
+	if err != nil {
+		return err
 	}
-	evs, err := a.Events.ListAdminEvents(r.Context(), r.URL.Query().Get("target"), limit)
+	target, limit := p.get("target"), p.intIn("limit", 1, MaxListLimit, defaultListLimit)
+	if err := p.done(); err != nil {
+		return err
+	}
+	evs, err := a.Events.ListAdminEvents(r.Context(), target, limit)
 	if err != nil {
 		return err
 	}
@@ -348,11 +377,7 @@ func (a *API) rotateKeys(w http.ResponseWriter, r *http.Request, caller *protect
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
-	if a.Now != nil {
-		now = a.Now().UTC()
-	}
-	if err := a.Events.AppendAdminEvent(r.Context(), store.AdminEvent{Time: now, Actor: actor(caller), Action: "keys.rotate", Target: kid}); err != nil {
+	if err := a.Events.AppendAdminEvent(r.Context(), store.AdminEvent{Time: a.now(), Actor: actor(caller), Action: "keys.rotate", Target: kid}); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]string{"kid": kid})
@@ -368,11 +393,7 @@ func (a *API) reloadRoutes(w http.ResponseWriter, r *http.Request, caller *prote
 	if err != nil {
 		return problem.New(http.StatusUnprocessableEntity, "invalid-routes", "Routes not reloaded", "the running routes are unchanged: "+err.Error())
 	}
-	now := time.Now().UTC()
-	if a.Now != nil {
-		now = a.Now().UTC()
-	}
-	if err := a.Events.AppendAdminEvent(r.Context(), store.AdminEvent{Time: now, Actor: actor(caller), Action: "gateway.reload", Target: "routes", Changes: map[string]string{"routes": strconv.Itoa(n)}}); err != nil {
+	if err := a.Events.AppendAdminEvent(r.Context(), store.AdminEvent{Time: a.now(), Actor: actor(caller), Action: "gateway.reload", Target: "routes", Changes: map[string]string{"routes": strconv.Itoa(n)}}); err != nil {
 		return err
 	}
 	return writeJSON(w, http.StatusOK, map[string]int{"routes": n})

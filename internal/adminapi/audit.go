@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,21 +134,29 @@ func (a *API) auditTrail() (AuditTrail, error) {
 	return nil, problem.New(http.StatusNotImplemented, "no-audit-trail", "No audit trail", "this server's store does not keep the gateway audit trail")
 }
 
-func (a *API) auditNow() time.Time {
+// now is the API's clock in UTC: Now when set (tests), else the wall clock.
+func (a *API) now() time.Time {
 	if a.Now != nil {
 		return a.Now().UTC()
 	}
 	return time.Now().UTC()
 }
 
+// auditRequest parses an audit query and returns the trail to ask; a bad
+// query is refused before the trail is looked at.
+func (a *API) auditRequest(r *http.Request) (AuditTrail, store.AuditFilter, error) {
+	f, err := ParseAuditQuery(r.URL.RawQuery, a.now())
+	if err != nil {
+		return nil, f, err
+	}
+	trail, err := a.auditTrail()
+	return trail, f, err
+}
+
 // listAuditEvents serves GET /admin/v1/audit/events: the gateway decisions
 // matching the query, newest first.
 func (a *API) listAuditEvents(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
-	f, err := ParseAuditQuery(r.URL.RawQuery, a.auditNow())
-	if err != nil {
-		return err
-	}
-	trail, err := a.auditTrail()
+	trail, f, err := a.auditRequest(r)
 	if err != nil {
 		return err
 	}
@@ -169,11 +175,7 @@ func (a *API) listAuditEvents(w http.ResponseWriter, r *http.Request, _ *protect
 // grouped by client, route, method, scopes and decision, most frequent
 // first; limit bounds the rows, not the events counted.
 func (a *API) summarizeAudit(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
-	f, err := ParseAuditQuery(r.URL.RawQuery, a.auditNow())
-	if err != nil {
-		return err
-	}
-	trail, err := a.auditTrail()
+	trail, f, err := a.auditRequest(r)
 	if err != nil {
 		return err
 	}
@@ -200,81 +202,48 @@ func (a *API) summarizeAudit(w http.ResponseWriter, r *http.Request, _ *protect.
 // refused: a mistyped filter must not silently widen the answer.
 func ParseAuditQuery(rawQuery string, now time.Time) (store.AuditFilter, error) {
 	f := store.AuditFilter{Limit: DefaultAuditLimit}
-	q, err := url.ParseQuery(rawQuery)
+	p, err := newQueryParser(rawQuery, auditParams)
 	if err != nil {
-		pd := badAuditQuery()
-		pd.Detail = "the query string is malformed; encode it as application/x-www-form-urlencoded (a literal ; or % is not allowed)"
-		return f, pd
+		return f, err
 	}
-	var fe []problem.FieldError
-	bad := func(param, format string, args ...any) {
-		fe = append(fe, problem.FieldError{Field: param, Detail: fmt.Sprintf(format, args...)})
-	}
-	get := func(param string) string {
-		vs := q[param]
-		if len(vs) > 1 {
-			bad(param, "is given %d times; give it once", len(vs))
-			return ""
-		}
-		if len(vs) == 0 {
-			return ""
-		}
-		return vs[0]
-	}
-
-	f.ClientID = get(paramClientID)
-	f.Route = get(paramRoute)
-	switch d := get(paramDecision); d {
+	f.ClientID = p.get(paramClientID)
+	f.Route = p.get(paramRoute)
+	switch d := p.get(paramDecision); d {
 	case "", decisionAllow, decisionDeny:
 		f.Decision = d
 	default:
-		bad(paramDecision, "must be allow or deny, not %q", d)
+		p.bad(paramDecision, "must be allow or deny, not %q", d)
 	}
-	if r := get(paramReason); r != "" {
+	if r := p.get(paramReason); r != "" {
 		if len(r) > 64 || strings.Trim(r, "abcdefghijklmnopqrstuvwxyz_") != "" {
-			bad(paramReason, "must be a reason code such as client_expired or invalid_token, not %q", r)
+			p.bad(paramReason, "must be a reason code such as client_expired or invalid_token, not %q", r)
 		}
 		f.Reason = r
 	}
 	var sinceOK, untilOK bool
-	if v := get(paramSince); v != "" {
-		f.Since, sinceOK = parseAuditTime(v, now, func(d string) { bad(paramSince, "%s", d) })
+	if v := p.get(paramSince); v != "" {
+		f.Since, sinceOK = parseAuditTime(v, now, func(d string) { p.bad(paramSince, "%s", d) })
 	}
-	if v := get(paramUntil); v != "" {
-		f.Until, untilOK = parseAuditTime(v, now, func(d string) { bad(paramUntil, "%s", d) })
+	if v := p.get(paramUntil); v != "" {
+		f.Until, untilOK = parseAuditTime(v, now, func(d string) { p.bad(paramUntil, "%s", d) })
 	}
 	if sinceOK && untilOK && !f.Until.After(f.Since) {
-		bad(paramUntil, "must be after since (since is %s, until is %s)", f.Since.Format(time.RFC3339Nano), f.Until.Format(time.RFC3339Nano))
+		p.bad(paramUntil, "must be after since (since is %s, until is %s)", f.Since.Format(time.RFC3339Nano), f.Until.Format(time.RFC3339Nano))
 	}
-	if v := get(paramLimit); v != "" {
+	if v := p.get(paramLimit); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > MaxAuditLimit {
-			bad(paramLimit, "must be between 1 and %d, not %q", MaxAuditLimit, v)
+			p.bad(paramLimit, "must be between 1 and %d, not %q", MaxAuditLimit, v)
 		} else {
 			f.Limit = n
 		}
 	}
-
-	var unknown []string
-	for k := range q {
-		if !slices.Contains(auditParams, k) {
-			unknown = append(unknown, k)
-		}
-	}
-	slices.Sort(unknown)
-	for _, k := range unknown {
-		bad(k, "is not a parameter of this endpoint; use %s", strings.Join(auditParams, ", "))
-	}
-
-	if len(fe) > 0 {
-		pd := badAuditQuery()
-		pd.Errors = fe
-		return f, pd
-	}
-	return f, nil
+	return f, p.done()
 }
 
-func badAuditQuery() *problem.Details {
+// badQuery is the problem of a refused query string; the caller adds the
+// errors or the detail.
+func badQuery() *problem.Details {
 	return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid query parameter", "fix the query parameters listed in errors and send the request again")
 }
 

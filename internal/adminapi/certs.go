@@ -95,6 +95,8 @@ type JoinTokenView struct {
 	ExpiresAt time.Time `json:"expires_at"`
 }
 
+var certParams = []string{"client_id", "live", "limit"}
+
 func (a *API) registerCerts(mux *http.ServeMux) {
 	mux.Handle("POST "+Prefix+"/certificates", a.wrap(a.issueCert))
 	mux.Handle("GET "+Prefix+"/certificates", a.wrap(a.listCerts))
@@ -111,13 +113,6 @@ func certError(err error) error {
 		return pd
 	}
 	return err
-}
-
-func (a *API) certNow() time.Time {
-	if a.Now != nil {
-		return a.Now().UTC()
-	}
-	return time.Now().UTC()
 }
 
 func secondsParam(field string, v int64, max time.Duration) (time.Duration, error) {
@@ -143,34 +138,37 @@ func (a *API) issueCert(w http.ResponseWriter, r *http.Request, caller *protect.
 	if err != nil {
 		return certError(err)
 	}
-	v := certViewOf(is.Record, a.certNow())
+	v := certViewOf(is.Record, a.now())
 	v.CertificateChain = string(is.ChainPEM)
 	w.Header().Set("Location", Prefix+"/certificates/"+is.Record.Serial)
 	return writeJSON(w, http.StatusCreated, v)
 }
 
+// listCerts serves GET /certificates: client_id matches exactly, live=true
+// keeps certificates neither revoked nor expired, limit is 1 to
+// MaxListLimit (default 100).
 func (a *API) listCerts(w http.ResponseWriter, r *http.Request, _ *protect.Caller) error {
-	q := r.URL.Query()
-	f := store.CertificateFilter{ClientID: q.Get("client_id"), Limit: 100}
-	switch q.Get("live") {
+	p, err := newQueryParser(r.URL.RawQuery, certParams)
+	if err != nil {
+		return err
+	}
+	f := store.CertificateFilter{ClientID: p.get("client_id")}
+	switch v := p.get("live"); v {
 	case "", "false":
 	case "true":
-		f.LiveAt = a.certNow()
+		f.LiveAt = a.now()
 	default:
-		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "live must be true or false")
+		p.bad("live", "must be true or false, not %q", v)
 	}
-	if l := q.Get("limit"); l != "" {
-		n, err := strconv.Atoi(l)
-		if err != nil || n < 1 || n > MaxListLimit {
-			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "limit must be a number from 1 to "+strconv.Itoa(MaxListLimit))
-		}
-		f.Limit = n
+	f.Limit = p.intIn("limit", 1, MaxListLimit, defaultListLimit)
+	if err := p.done(); err != nil {
+		return err
 	}
 	cs, err := a.Certs.List(r.Context(), f)
 	if err != nil {
 		return certError(err)
 	}
-	now := a.certNow()
+	now := a.now()
 	out := make([]CertView, 0, len(cs))
 	for _, c := range cs {
 		out = append(out, certViewOf(c, now))
@@ -183,7 +181,7 @@ func (a *API) getCert(w http.ResponseWriter, r *http.Request, _ *protect.Caller)
 	if err != nil {
 		return certError(err)
 	}
-	return writeJSON(w, http.StatusOK, certViewOf(c, a.certNow()))
+	return writeJSON(w, http.StatusOK, certViewOf(c, a.now()))
 }
 
 // RevokeRequest is the optional body of POST /certificates/{serial}/revoke.
@@ -210,7 +208,7 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request, caller *protect
 	if err != nil {
 		return certError(err)
 	}
-	return writeJSON(w, http.StatusOK, certViewOf(c, a.certNow()))
+	return writeJSON(w, http.StatusOK, certViewOf(c, a.now()))
 }
 
 func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {

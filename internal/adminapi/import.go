@@ -1,18 +1,14 @@
 package adminapi
 
 import (
-	"encoding/json"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/keybound/keybound/internal/inventory"
 	"github.com/keybound/keybound/internal/problem"
 	"github.com/keybound/keybound/internal/protect"
 	"github.com/keybound/keybound/internal/store"
-	"github.com/keybound/keybound/internal/web"
 )
 
 // POST /admin/v1/clients:import brings existing static API keys into the
@@ -45,7 +41,8 @@ type ImportResponse struct {
 
 func (a *API) importClients(w http.ResponseWriter, r *http.Request, caller *protect.Caller) error {
 	var req ImportRequest
-	if err := decodeBounded(r, &req, MaxImportBytes); err != nil {
+	if err := decodeBounded(r, &req, MaxImportBytes,
+		"the body is larger than the server accepts (server.max_body_bytes); raise it, or import the rows in several files"); err != nil {
 		return err
 	}
 	cs, err := a.Inventory.Import(r.Context(), actor(caller), req.Rows, req.DryRun)
@@ -77,25 +74,4 @@ func (a *API) importClients(w http.ResponseWriter, r *http.Request, caller *prot
 		out.Clients = append(out.Clients, viewOf(c))
 	}
 	return writeJSON(w, http.StatusCreated, out)
-}
-
-// decodeBounded is decode with its own size bound, for bodies larger than
-// one registration.
-func decodeBounded(r *http.Request, v any, limit int64) error {
-	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		return problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type", "send the body as application/json")
-	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if web.IsBodyTooLarge(err) {
-			return problem.New(http.StatusRequestEntityTooLarge, "too-large", "Request too large",
-				"the body is larger than the server accepts (server.max_body_bytes); raise it, or import the rows in several files")
-		}
-		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body is not valid JSON for this endpoint: "+err.Error())
-	}
-	if dec.More() {
-		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body has data after the JSON object")
-	}
-	return nil
 }

@@ -110,7 +110,7 @@ func (a *API) testNotification(w http.ResponseWriter, r *http.Request, caller *p
 	if a.Notifications == nil {
 		return problem.New(http.StatusNotImplemented, "not-implemented", "Not available", "expiry warnings are not kept by this server")
 	}
-	now := a.certNow()
+	now := a.now()
 	res, err := a.Notifications.Test(r.Context(), now)
 	if errors.Is(err, notify.ErrNoWebhook) {
 		return problem.New(http.StatusConflict, "no-webhook", "No webhook", "no webhook is configured; set governance.notify.webhook.url and restart")

@@ -71,9 +71,7 @@ func (a *API) offboard(w http.ResponseWriter, r *http.Request, caller *protect.C
 	case errors.As(err, &ve):
 		pd := problem.New(http.StatusBadRequest, "invalid-offboard", "Offboarding refused",
 			"nothing was changed: fix the fields listed in errors and send the request again")
-		for _, f := range ve.Fields {
-			pd.Errors = append(pd.Errors, problem.FieldError{Field: f.Field, Detail: f.Detail})
-		}
+		pd.Errors = fieldErrors(ve)
 		return pd
 	case errors.Is(err, store.ErrStale), errors.Is(err, store.ErrNotFound):
 		return problem.New(http.StatusConflict, "conflict", "Concurrent change",

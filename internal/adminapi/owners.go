@@ -89,9 +89,7 @@ func ownerProblem(err error, title string) error {
 	switch {
 	case errors.As(err, &ve):
 		pd := problem.New(http.StatusBadRequest, "invalid-owner-request", title, "nothing was changed: fix the fields listed in errors and send the request again")
-		for _, f := range ve.Fields {
-			pd.Errors = append(pd.Errors, problem.FieldError{Field: f.Field, Detail: f.Detail})
-		}
+		pd.Errors = fieldErrors(ve)
 		return pd
 	case errors.Is(err, store.ErrConflict):
 		return problem.New(http.StatusConflict, "owner-exists", title, "an owner of that name is in the directory already")

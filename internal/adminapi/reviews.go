@@ -3,6 +3,7 @@ package adminapi
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -70,6 +71,8 @@ type AttestRequest struct {
 	Note        string `json:"note,omitempty"`
 }
 
+var reviewParams = []string{"state", "environment", "owner"}
+
 func reviewItemOf(it review.Item) ReviewItem {
 	v := ReviewItem{
 		ClientID: it.Client.ID, Name: it.Client.Name, Owner: it.Client.Owner, Environment: it.Client.Environment,
@@ -95,19 +98,25 @@ func (a *API) listReviews(w http.ResponseWriter, r *http.Request, _ *protect.Cal
 	if err != nil {
 		return err
 	}
-	q := r.URL.Query()
-	for k := range q {
-		if k != "state" && k != "environment" && k != "owner" {
-			return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "unknown parameter "+k+": use state, environment or owner")
-		}
+	p, err := newQueryParser(r.URL.RawQuery, reviewParams)
+	if err != nil {
+		return err
 	}
-	f := review.Filter{State: q.Get("state"), Environment: q.Get("environment"), Owner: q.Get("owner")}
-	if len(f.Environment) > identity.MaxTextLen || len(f.Owner) > identity.MaxTextLen {
-		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "environment and owner are at most 256 bytes")
+	f := review.Filter{State: p.get("state"), Environment: p.get("environment"), Owner: p.get("owner")}
+	if len(f.Environment) > identity.MaxTextLen {
+		p.bad("environment", "is longer than %d bytes", identity.MaxTextLen)
+	}
+	if len(f.Owner) > identity.MaxTextLen {
+		p.bad("owner", "is longer than %d bytes", identity.MaxTextLen)
+	}
+	if err := p.done(); err != nil {
+		return err
 	}
 	items, err := rv.List(r.Context(), f)
 	if errors.Is(err, review.ErrBadFilter) {
-		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "state must be due, overdue, lapsed, current or all")
+		pd := badQuery()
+		pd.Errors = []problem.FieldError{{Field: "state", Detail: fmt.Sprintf("must be due, overdue, lapsed, current or all, not %q", f.State)}}
+		return pd
 	}
 	if err != nil {
 		return err

@@ -74,7 +74,7 @@ type queryParser struct {
 func newQueryParser(raw string, allowed []string) (*queryParser, error) {
 	q, err := url.ParseQuery(raw)
 	if err != nil {
-		pd := badAuditQuery()
+		pd := badQuery()
 		pd.Detail = "the query string is malformed; encode it as application/x-www-form-urlencoded (a literal ; or % is not allowed)"
 		return nil, pd
 	}
@@ -125,7 +125,7 @@ func (p *queryParser) done() error {
 	if len(p.errs) == 0 {
 		return nil
 	}
-	pd := badAuditQuery()
+	pd := badQuery()
 	pd.Errors = p.errs
 	return pd
 }
@@ -192,7 +192,7 @@ func (a *API) usageInput(ctx context.Context, clientID string, opts posture.Opti
 	} else if clients, err = a.Inventory.List(ctx, store.ClientFilter{}); err != nil {
 		return posture.Input{}, nil, err
 	}
-	now := a.auditNow()
+	now := a.now()
 	trail, err := posture.Load(ctx, us, clientID, now)
 	if err != nil {
 		return posture.Input{}, nil, err

@@ -533,3 +533,33 @@ func TestSecondAdminStatusTakesEffectAtOnce(t *testing.T) {
 		t.Errorf("revoked admin's call: %d %s", r.status, r.body)
 	}
 }
+
+// TestAdminListQueriesNameTheBadParameter: every listing refuses a bad,
+// unknown or repeated query parameter with a 400 problem whose errors name
+// it, instead of ignoring it and widening the answer.
+func TestAdminListQueriesNameTheBadParameter(t *testing.T) {
+	h := start(t, nil)
+	for _, tt := range []struct {
+		path, field, detail string
+	}{
+		{"/clients?ownr=team-a", "ownr", "not a parameter"},
+		{"/clients?status=gone", "status", "active, suspended or revoked"},
+		{"/clients?limit=0", "limit", "1 to 1000"},
+		{"/clients?owner=a&owner=b", "owner", "give it once"},
+		{"/events?limit=many", "limit", "1 to 1000"},
+		{"/events?actor=x", "actor", "not a parameter"},
+		{"/certificates?clientid=x", "clientid", "not a parameter"},
+		{"/reviews?state=late", "state", "due"},
+	} {
+		t.Run(tt.path, func(t *testing.T) {
+			r := h.adminRaw("GET", tt.path, "", nil)
+			if r.status != http.StatusBadRequest {
+				t.Fatalf("status %d: %s", r.status, r.body)
+			}
+			p := r.problem(t)
+			if len(p.Errors) != 1 || p.Errors[0].Field != tt.field || !strings.Contains(p.Errors[0].Detail, tt.detail) {
+				t.Errorf("errors %+v, want field %s saying %q", p.Errors, tt.field, tt.detail)
+			}
+		})
+	}
+}

@@ -140,9 +140,22 @@ func clientTLS(caFile, certFile, certKey string) (*tls.Config, error) {
 // withAdmin is the RunE of an admin verb: it checks -o, connects as the
 // admin identity of the data directory, and runs run with the connection.
 func withAdmin(g *globals, out *string, run func(cmd *cobra.Command, args []string, api *adminAPI) error) func(*cobra.Command, []string) error {
+	return withAdminChecked(g, out, nil, run)
+}
+
+// withAdminChecked is withAdmin with check run after -o and before
+// connecting: it refuses bad flags (as usage errors) and reads the files
+// they name, so a mistake is reported without touching the data directory.
+// A nil check checks nothing.
+func withAdminChecked(g *globals, out *string, check func() error, run func(cmd *cobra.Command, args []string, api *adminAPI) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		if err := checkOutput(*out); err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(); err != nil {
+				return err
+			}
 		}
 		api, err := newAdminAPI(cmd.Context(), g)
 		if err != nil {

@@ -12,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/keybound/keybound/internal/adminapi"
-	"github.com/keybound/keybound/internal/problem"
 )
 
 func newAuditCmd(g *globals) *cobra.Command {
@@ -62,29 +61,16 @@ func (f *auditFlags) query() (url.Values, error) {
 		}
 	}
 	if _, err := adminapi.ParseAuditQuery(q.Encode(), time.Now()); err != nil {
-		var pd *problem.Details
-		if !errors.As(err, &pd) || len(pd.Errors) == 0 {
-			return nil, usageError{err}
-		}
-		msgs := make([]string, 0, len(pd.Errors))
-		for _, fe := range pd.Errors {
-			name := auditFlagOf[fe.Field]
-			if name == "" {
-				name = fe.Field
-			}
-			detail := fe.Detail
-			if fe.Field == "until" {
-				detail = strings.Replace(detail, "after since", "after --since", 1)
-			}
-			msgs = append(msgs, name+" "+detail)
-		}
-		return nil, usageError{errors.New(strings.Join(msgs, "; "))}
+		// "--until must be after since" names a flag in its detail too.
+		msg := flagErrors(err, auditFlagOf).Error()
+		return nil, usageError{errors.New(strings.Replace(msg, "after since", "after --since", 1))}
 	}
 	return q, nil
 }
 
-// getAudit calls the admin API; an answer too large to read says what to do.
-func getAudit(cmd *cobra.Command, g *globals, path string, q url.Values, out any) error {
+// getBounded GETs path?q from the admin API (audit, usage, notifications,
+// report); an answer too large to read says what to do.
+func getBounded(cmd *cobra.Command, g *globals, path string, q url.Values, out any) error {
 	api, err := newAdminAPI(cmd.Context(), g)
 	if err != nil {
 		return err
@@ -133,7 +119,7 @@ JSON output has every field of each event; it never holds a token, only its jti.
 			var res struct {
 				Events []adminapi.AuditEventView `json:"events"`
 			}
-			if err := getAudit(cmd, g, "/audit/events", q, &res); err != nil {
+			if err := getBounded(cmd, g, "/audit/events", q, &res); err != nil {
 				return err
 			}
 			if f.out == "json" {
@@ -174,7 +160,7 @@ most frequent first, with the first and last time each was seen.`,
 			var res struct {
 				Summary []adminapi.AuditSummaryView `json:"summary"`
 			}
-			if err := getAudit(cmd, g, "/audit/summary", q, &res); err != nil {
+			if err := getBounded(cmd, g, "/audit/summary", q, &res); err != nil {
 				return err
 			}
 			if f.out == "json" {

@@ -17,6 +17,17 @@ import (
 // times. (internal/app's end-to-end test drives the real gateway.)
 func (s *server) seedAudit(t *testing.T, evs ...store.AuditEvent) {
 	t.Helper()
+	s.withStore(t, func(ctx context.Context, st *sqlite.Store) {
+		if err := st.AppendAuditEvents(ctx, evs); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// withStore opens the running server's store, as a second process would,
+// runs fn with it and closes it again.
+func (s *server) withStore(t *testing.T, fn func(ctx context.Context, st *sqlite.Store)) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	st, err := sqlite.Open(ctx, filepath.Join(s.dataDir, "keybound.db"))
@@ -24,9 +35,7 @@ func (s *server) seedAudit(t *testing.T, evs ...store.AuditEvent) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	if err := st.AppendAuditEvents(ctx, evs); err != nil {
-		t.Fatal(err)
-	}
+	fn(ctx, st)
 }
 
 // auditEventJSON is an event as `keybound audit events -o json` prints it.

@@ -44,16 +44,14 @@ Workloads: enroll (join token or private_key_jwt), renew (current certificate).`
 func newCertIssueCmd(g *globals) *cobra.Command {
 	var clientID, csrFile, outFile, out string
 	var lifetime time.Duration
+	var req adminapi.IssueRequest // built from the flags before connecting
 	cmd := &cobra.Command{
 		Use:   "issue",
 		Short: "Issue a certificate for an identity from a CSR (as the admin identity)",
 		Example: `  openssl req -new -key svc.key -subj "/" -out svc.csr
   keybound cert issue --client kb-... --csr svc.csr --out svc.pem`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if clientID == "" || csrFile == "" || outFile == "" {
 				return usageError{errors.New("--client, --csr and --out are required")}
 			}
@@ -65,12 +63,11 @@ func newCertIssueCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			req = adminapi.IssueRequest{ClientID: clientID, CSR: string(csr), Lifetime: secs}
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var v adminapi.CertView
-			if err := api.call(cmd.Context(), "POST", "/certificates", adminapi.IssueRequest{ClientID: clientID, CSR: string(csr), Lifetime: secs}, &v); err != nil {
+			if err := api.call(cmd.Context(), "POST", "/certificates", req, &v); err != nil {
 				return err
 			}
 			if err := writeFileAtomic(outFile, []byte(v.CertificateChain), 0o644); err != nil {
@@ -80,7 +77,7 @@ func newCertIssueCmd(g *globals) *cobra.Command {
 				return printJSON(g.stdout, v)
 			}
 			return printCert(g, v.Serial, v.ClientID, v.SPIFFEID, v.NotAfter, outFile)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&clientID, "client", "", "client id of the identity (required)")
@@ -216,17 +213,12 @@ func newCertRevokeCmd(g *globals) *cobra.Command {
 		Use:   "revoke SERIAL",
 		Short: "Revoke a workload certificate: refused at the token service and the gateway at once, and listed in the CRL",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if _, err := workload.ParseReason(reason); err != nil {
 				return usageError{fmt.Errorf("--reason must be one of %s, not %q; put free text in --comment", strings.Join(workload.ReasonNames, ", "), reason)}
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var v adminapi.CertView
 			body := adminapi.RevokeRequest{ReasonCode: reason, Reason: comment}
 			if err := api.call(cmd.Context(), "POST", "/certificates/"+url.PathEscape(args[0])+"/revoke", body, &v); err != nil {
@@ -237,7 +229,7 @@ func newCertRevokeCmd(g *globals) *cobra.Command {
 			}
 			fmt.Fprintf(g.stdout, "certificate %s of %s is now %s\n", v.Serial, v.ClientID, v.Status)
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&reason, "reason", "unspecified", "RFC 5280 reason carried in the CRL: "+strings.Join(workload.ReasonNames, ", "))
 	cmd.Flags().StringVar(&comment, "comment", "", "free text for the inventory and the admin audit log")
@@ -294,20 +286,15 @@ func newCertJoinTokenCmd(g *globals) *cobra.Command {
   # on the workload:
   keybound cert enroll --key svc.key --join-token TOKEN --out svc.pem`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if clientID == "" {
 				return usageError{errors.New("--client is required")}
 			}
 			if lifetime < 0 || lifetime > workload.MaxJoinTokenLifetime || lifetime%time.Second != 0 {
 				return usageError{fmt.Errorf("--lifetime must be whole seconds up to %s", workload.MaxJoinTokenLifetime)}
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var v adminapi.JoinTokenView
 			if err := api.call(cmd.Context(), "POST", "/join-tokens", adminapi.JoinTokenRequest{ClientID: clientID, Lifetime: int64(lifetime / time.Second)}, &v); err != nil {
 				return err
@@ -318,7 +305,7 @@ func newCertJoinTokenCmd(g *globals) *cobra.Command {
 			fmt.Fprintln(g.stdout, v.JoinToken)
 			fmt.Fprintf(g.stderr, "one-time join token for %s, valid until %s; it is shown only now\n", v.ClientID, v.ExpiresAt.Format(time.RFC3339))
 			return nil
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&clientID, "client", "", "client id of the identity the token enrolls as (required)")
 	cmd.Flags().DurationVar(&lifetime, "lifetime", 0, "how long the token may wait to be used (default: the server's, at most 24h)")

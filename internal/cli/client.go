@@ -47,10 +47,7 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
     --purpose "nightly invoice export" --environment prod --expires-in 30d \
     --scope "invoices:read" --jwks-file billing.jwks.json --dpop -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			exp, err := expiry(expiresIn, expiresAt, time.Now())
 			if err != nil {
 				return usageError{err}
@@ -67,10 +64,8 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
 			}
 			reg.DPoPBound, reg.MTLSBound, reg.AllowBearer = dpopB, mtlsB, bearerB
 			reg.AccessTokenLifetime = int64(tokenLifetime / time.Second)
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var v adminapi.ClientView
 			if err := api.call(cmd.Context(), "POST", "/clients", reg, &v); err != nil {
 				return err
@@ -85,7 +80,7 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
 				fmt.Fprintf(g.stdout, "client_secret  %s\n\nThe secret is shown only now; keybound stores only its hash.\n", v.ClientSecret)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&reg.Name, "name", "", "name of the identity (required)")

@@ -39,10 +39,7 @@ caller uses the new credential (or at once if the old one leaked).`,
   keybound client rotate kb-legacy            # prints the new secret once
   keybound client rotate kb-abc --retire-previous`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if overlap != "" {
 				if req.RetirePrevious {
 					return usageError{errors.New("--overlap and --retire-previous do not go together")}
@@ -63,10 +60,8 @@ caller uses the new credential (or at once if the old one leaked).`,
 				}
 				req.JWKS = b
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var v adminapi.ClientView
 			if err := api.call(cmd.Context(), "POST", "/clients/"+url.PathEscape(args[0])+"/rotate", req, &v); err != nil {
 				return err
@@ -85,7 +80,7 @@ caller uses the new credential (or at once if the old one leaked).`,
 				fmt.Fprintf(g.stdout, "client_secret  %s\n\nThe new secret is shown only now; keybound stores only its hash.\n", v.ClientSecret)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&jwksFile, "jwks-file", "", "the new public JWK Set (private_key_jwt; self_signed_tls_client_auth with x5c)")
@@ -116,10 +111,7 @@ the identity no longer holds, even before the token expires.`,
 		Example: `  keybound client downscope kb-abc --unused
   keybound client downscope kb-abc --remove "invoices:write" --yes`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if remove != "" {
 				s, err := identity.ParseScope(remove)
 				if err != nil {
@@ -130,10 +122,8 @@ the identity no longer holds, even before the token expires.`,
 			if len(req.Remove) == 0 && !req.Unused {
 				return usageError{errors.New("name the scopes to remove with --remove, or use --unused")}
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var d inventory.Downscoped
 			if err := api.call(cmd.Context(), "POST", "/clients/"+url.PathEscape(args[0])+"/downscope", req, &d); err != nil {
 				return err
@@ -159,7 +149,7 @@ the identity no longer holds, even before the token expires.`,
 				fmt.Fprintf(g.stdout, "dry run: nothing changed; run again with --yes to remove %d scope(s)\n", len(d.Removed))
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&remove, "remove", "", `scopes to remove, space-separated, e.g. "invoices:write"`)

@@ -1,18 +1,15 @@
 package cli
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/keybound/keybound/internal/adminapi"
 	"github.com/keybound/keybound/internal/notify"
-	"github.com/keybound/keybound/internal/problem"
 )
 
 func newNotifyCmd(g *globals) *cobra.Command {
@@ -59,12 +56,12 @@ ERROR is the reason of the last failed attempt.`,
 				q.Set("client_id", client)
 			}
 			if _, err := adminapi.ParseNotificationQuery(q.Encode()); err != nil {
-				return notifyFlagErrors(err)
+				return flagErrors(err, notifyFlagOf)
 			}
 			var res struct {
 				Notifications []adminapi.NotificationView `json:"notifications"`
 			}
-			if err := getAudit(cmd, g, "/notifications", q, &res); err != nil {
+			if err := getBounded(cmd, g, "/notifications", q, &res); err != nil {
 				return err
 			}
 			if out == "json" {
@@ -99,24 +96,6 @@ func optTime(t time.Time) string {
 		return "-"
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// notifyFlagErrors turns the server's parameter problem into a usage error
-// that names the flags.
-func notifyFlagErrors(err error) error {
-	var pd *problem.Details
-	if !errors.As(err, &pd) || len(pd.Errors) == 0 {
-		return usageError{err}
-	}
-	msgs := make([]string, 0, len(pd.Errors))
-	for _, fe := range pd.Errors {
-		name := notifyFlagOf[fe.Field]
-		if name == "" {
-			name = fe.Field
-		}
-		msgs = append(msgs, name+" "+fe.Detail)
-	}
-	return usageError{errors.New(strings.Join(msgs, "; "))}
 }
 
 func newNotifyTestCmd(g *globals) *cobra.Command {

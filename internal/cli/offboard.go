@@ -24,20 +24,15 @@ identities are left as they are (revoking is final).`,
   keybound offboard --owner team-billing@example.com --reason "team disbanded"
   keybound offboard --vendor acme --environment prod --action revoke -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if req.Owner == "" && req.Vendor == "" && req.Environment == "" && req.Purpose == "" && req.Tag == "" {
 				return usageError{errors.New("name at least one of --owner, --vendor, --tag, --environment or --purpose")}
 			}
 			if req.Action != "suspend" && req.Action != "revoke" {
 				return usageError{fmt.Errorf("--action must be suspend or revoke, not %q", req.Action)}
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var res adminapi.OffboardResponse
 			if err := api.call(cmd.Context(), "POST", "/offboard", req, &res); err != nil {
 				return err
@@ -46,7 +41,7 @@ identities are left as they are (revoking is final).`,
 				return printJSON(g.stdout, res)
 			}
 			return printOffboard(g, res)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.Owner, "owner", "", "only identities of this owner")

@@ -136,15 +136,14 @@ identities, so their access reviews fall due at once; the grace period
 before auto-suspension starts at the transfer.`,
 		Example: `  keybound owner transfer --from alice@example.com --to team-payments@example.com --dry-run`,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if req.From == "" || req.To == "" {
 				return usageError{fmt.Errorf("--from and --to are both required")}
 			}
-			return runTransfer(cmd, g, "/owners/transfer", req, out)
-		},
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
+			return runTransfer(cmd, g, api, "/owners/transfer", req, out)
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.From, "from", "", "the owner whose identities move (required)")
@@ -169,15 +168,14 @@ not have departed (and must be listed when governance.require_known_owners
 is set). Its access review falls due at once: the new owner attests it.`,
 		Example: `  keybound client transfer kb-abc --to team-payments@example.com`,
 		Args:    cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if req.To == "" {
 				return usageError{fmt.Errorf("--to is required: the new owner")}
 			}
-			return runTransfer(cmd, g, "/clients/"+url.PathEscape(args[0])+"/transfer", req, out)
-		},
+			return nil
+		}, func(cmd *cobra.Command, args []string, api *adminAPI) error {
+			return runTransfer(cmd, g, api, "/clients/"+url.PathEscape(args[0])+"/transfer", req, out)
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.To, "to", "", "the new owner (required)")
@@ -187,11 +185,7 @@ is set). Its access review falls due at once: the new owner attests it.`,
 	return cmd
 }
 
-func runTransfer(cmd *cobra.Command, g *globals, path string, req adminapi.TransferRequest, out string) error {
-	api, err := newAdminAPI(cmd.Context(), g)
-	if err != nil {
-		return err
-	}
+func runTransfer(cmd *cobra.Command, g *globals, api *adminAPI, path string, req adminapi.TransferRequest, out string) error {
 	var res adminapi.TransferResponse
 	if err := api.call(cmd.Context(), "POST", path, req, &res); err != nil {
 		return err

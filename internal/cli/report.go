@@ -59,10 +59,10 @@ fetched): keybound report posture -o html > posture.html`,
 				q.Set("snapshot", "false")
 			}
 			if _, err := adminapi.ParsePostureQuery(q.Encode()); err != nil {
-				return flagErrors(err)
+				return flagErrors(err, usageFlagOf)
 			}
 			var rep posture.Report
-			if err := getAudit(cmd, g, "/reports/posture", q, &rep); err != nil {
+			if err := getBounded(cmd, g, "/reports/posture", q, &rep); err != nil {
 				return err
 			}
 			switch out {

@@ -37,19 +37,14 @@ owner has departed: transfer them before their review can be attested.`,
 		Example: `  keybound review list
   keybound review list --state overdue --environment prod -o json`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			switch state {
 			case "", "due", "overdue", "lapsed", "current", "all":
 			default:
 				return usageError{fmt.Errorf("--state must be due, overdue, lapsed, current or all, not %q", state)}
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			q := url.Values{}
 			for k, v := range map[string]string{"state": state, "environment": env, "owner": owner} {
 				if v != "" {
@@ -64,7 +59,7 @@ owner has departed: transfer them before their review can be attested.`,
 				return printJSON(g.stdout, res)
 			}
 			return printReviews(g, res)
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&state, "state", "", "due, overdue (lapsed included), lapsed, current or all (default: due, overdue and lapsed)")
@@ -123,17 +118,12 @@ then resumed with keybound client resume.`,
 		Example: `  keybound review attest kb-abc --by team-billing@example.com --still-needed --purpose-ok --scopes-ok \
     --note "still exports invoices nightly"`,
 		Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if err := checkOutput(out); err != nil {
-				return err
-			}
+		RunE: withAdminChecked(g, &out, func() error {
 			if strings.TrimSpace(req.By) == "" {
 				return usageError{fmt.Errorf("--by is required: the identity's owner, who attests")}
 			}
-			api, err := newAdminAPI(cmd.Context(), g)
-			if err != nil {
-				return err
-			}
+			return nil
+		}, func(cmd *cobra.Command, args []string, api *adminAPI) error {
 			var res adminapi.ReviewItem
 			if err := api.call(cmd.Context(), "POST", "/clients/"+url.PathEscape(args[0])+"/attest", req, &res); err != nil {
 				return err
@@ -146,7 +136,7 @@ then resumed with keybound client resume.`,
 				fmt.Fprintf(g.stdout, "%s is %s: resume it with `keybound client resume %s`\n", res.ClientID, res.Status, res.ClientID)
 			}
 			return nil
-		},
+		}),
 	}
 	f := cmd.Flags()
 	f.StringVar(&req.By, "by", "", "the identity's owner, who attests (required)")

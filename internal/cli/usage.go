@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -24,19 +25,15 @@ var usageFlagOf = map[string]string{
 }
 
 // flagErrors turns the server's parameter problem into a usage error that
-// names the flags.
-func flagErrors(err error) error {
+// names the flags: flagOf maps each query parameter to its flag.
+func flagErrors(err error, flagOf map[string]string) error {
 	var pd *problem.Details
 	if !errors.As(err, &pd) || len(pd.Errors) == 0 {
 		return usageError{err}
 	}
 	msgs := make([]string, 0, len(pd.Errors))
 	for _, fe := range pd.Errors {
-		name := usageFlagOf[fe.Field]
-		if name == "" {
-			name = fe.Field
-		}
-		msgs = append(msgs, name+" "+fe.Detail)
+		msgs = append(msgs, cmp.Or(flagOf[fe.Field], fe.Field)+" "+fe.Detail)
 	}
 	return usageError{errors.New(strings.Join(msgs, "; "))}
 }
@@ -77,8 +74,8 @@ identity's routes, scopes and source addresses.`,
   keybound usage --client kb-123 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if out != "json" && out != "table" {
-				return usageError{fmt.Errorf("--output must be json or table, not %q", out)}
+			if err := checkOutput(out); err != nil {
+				return err
 			}
 			q := url.Values{}
 			q.Set("idle_days", strconv.Itoa(idleDays))
@@ -91,10 +88,10 @@ identity's routes, scopes and source addresses.`,
 				q.Set("finding", finding)
 			}
 			if _, err := adminapi.ParseUsageQuery(q.Encode()); err != nil {
-				return flagErrors(err)
+				return flagErrors(err, usageFlagOf)
 			}
 			var rep posture.UsageReport
-			if err := getAudit(cmd, g, "/usage", q, &rep); err != nil {
+			if err := getBounded(cmd, g, "/usage", q, &rep); err != nil {
 				return err
 			}
 			if out == "json" {

@@ -3,7 +3,6 @@ package cli_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -22,36 +21,26 @@ import (
 // admin API refuses to register).
 func (s *server) seedClients(t *testing.T, cs ...*identity.Client) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(s.dataDir, "keybound.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	for _, c := range cs {
-		if err := st.CreateClient(ctx, c, store.AdminEvent{Time: c.CreatedAt, Actor: "test", Action: "client.create", Target: c.ID}); err != nil {
-			t.Fatal(err)
+	s.withStore(t, func(ctx context.Context, st *sqlite.Store) {
+		for _, c := range cs {
+			if err := st.CreateClient(ctx, c, store.AdminEvent{Time: c.CreatedAt, Actor: "test", Action: "client.create", Target: c.ID}); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 // seedAdminEvents appends to the running server's admin log, as the
 // inventory does.
 func (s *server) seedAdminEvents(t *testing.T, evs ...store.AdminEvent) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	st, err := sqlite.Open(ctx, filepath.Join(s.dataDir, "keybound.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	for _, ev := range evs {
-		if err := st.AppendAdminEvent(ctx, ev); err != nil {
-			t.Fatal(err)
+	s.withStore(t, func(ctx context.Context, st *sqlite.Store) {
+		for _, ev := range evs {
+			if err := st.AppendAdminEvent(ctx, ev); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 // usageRoutes is the gateway route table of the usage tests: confidential
