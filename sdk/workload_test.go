@@ -104,6 +104,12 @@ func (f *fakeWorkloadAPI) verified(r *http.Request) *x509.Certificate {
 	return leaf
 }
 
+func (f *fakeWorkloadAPI) isRevoked(leaf *x509.Certificate) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.revoked[leaf.SerialNumber.Text(16)]
+}
+
 func (f *fakeWorkloadAPI) serve(w http.ResponseWriter, r *http.Request) {
 	body := f.rec.record(f.t, r)
 	switch r.URL.Path {
@@ -115,10 +121,7 @@ func (f *fakeWorkloadAPI) serve(w http.ResponseWriter, r *http.Request) {
 			f.problem(w, 401, "invalid-client", "invalid_client", "no certificate")
 			return
 		}
-		f.mu.Lock()
-		bad := f.revoked[leaf.SerialNumber.Text(16)]
-		f.mu.Unlock()
-		if bad {
+		if f.isRevoked(leaf) {
 			w.WriteHeader(401)
 			io.WriteString(w, `{"error":"invalid_client","error_description":"revoked"}`)
 			return
@@ -192,10 +195,7 @@ func (f *fakeWorkloadAPI) issue(w http.ResponseWriter, r *http.Request, body []b
 			f.problem(w, 401, "invalid-certificate", "invalid_client", "present the current workload certificate")
 			return
 		}
-		f.mu.Lock()
-		bad := f.revoked[leaf.SerialNumber.Text(16)]
-		f.mu.Unlock()
-		if bad {
+		if f.isRevoked(leaf) {
 			f.problem(w, 401, "certificate-revoked", "invalid_client", "the presented certificate has been revoked; it cannot be renewed")
 			return
 		}

@@ -24,7 +24,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +31,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/keybound/keybound/bench/internal/benchkit"
 	"github.com/keybound/keybound/internal/dpop"
 )
 
@@ -94,7 +94,7 @@ type roundFigures struct {
 }
 
 func (r *result) figures() roundFigures {
-	return roundFigures{rate: r.rate(), cpu: r.cpuPerReq(r.mode.front), p99: percentile(r.lat, 0.99), other: r.otherCores()}
+	return roundFigures{rate: r.rate(), cpu: r.cpuPerReq(r.mode.front), p99: benchkit.Percentile(r.lat, 0.99), other: r.otherCores()}
 }
 
 func (r *result) failed() int {
@@ -130,7 +130,7 @@ func (r *result) otherCores() float64 {
 	for _, p := range procNames {
 		ours += r.cpu[p]
 	}
-	return max(0, (ticks(r.machine.busy)-ours).Seconds()/r.wall.Seconds())
+	return max(0, (benchkit.Ticks(r.machine.busy)-ours).Seconds()/r.wall.Seconds())
 }
 
 // snapshot is the CPU counters at one instant.
@@ -145,7 +145,7 @@ func (b *bench) snapshot() (snapshot, error) {
 	pids := map[string]int{procKeybound: b.keybound.pid(), procProxy: b.proxy.pid(), procUpstream: b.upstream.pid(), procGenerator: b.self}
 	skip := map[int]bool{}
 	for name, pid := range pids {
-		c, err := procCPU(pid)
+		c, err := benchkit.ProcessCPU(pid)
 		if err != nil {
 			return s, fmt.Errorf("%s: %w", name, err)
 		}
@@ -208,24 +208,29 @@ func (b *bench) newWorker(m *mode, dials *atomic.Int64) *worker {
 		tc.Certificates = []tls.Certificate{b.clientCert}
 	}
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			dials.Add(1)
-			return d.DialContext(ctx, network, addr)
-		},
-		TLSClientConfig:     tc,
-		MaxIdleConns:        1,
-		MaxIdleConnsPerHost: 1,
-		MaxConnsPerHost:     1,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-		// A non-nil empty map keeps the transport on HTTP/1.1.
-		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
-	}
-	return &worker{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, fail: map[string]int{}, samples: map[string]string{}}
+	c := benchkit.Client(tc, func(ctx context.Context, network, addr string) (net.Conn, error) {
+		dials.Add(1)
+		return d.DialContext(ctx, network, addr)
+	})
+	return &worker{client: c, fail: map[string]int{}, samples: map[string]string{}}
 }
 
 func (w *worker) close() { w.client.CloseIdleConnections() }
+
+// newWorkers returns n workers for m, each dial counted in dials.
+func (b *bench) newWorkers(m *mode, n int, dials *atomic.Int64) []*worker {
+	workers := make([]*worker, n)
+	for i := range workers {
+		workers[i] = b.newWorker(m, dials)
+	}
+	return workers
+}
+
+func closeAll(workers []*worker) {
+	for _, w := range workers {
+		w.close()
+	}
+}
 
 // send makes one request. It returns whether the answer was a 2xx.
 func (b *bench) send(w *worker, m *mode, proof string, record bool) bool {
@@ -286,35 +291,11 @@ func (p *proofPool) sign() (string, error) {
 
 // fill signs n proofs on every CPU.
 func (p *proofPool) fill(n int) error {
-	p.proofs = make([]string, n)
 	p.next.Store(0)
 	p.onTheFly.Store(0)
-	var next atomic.Int64
-	var firstErr atomic.Value
-	var wg sync.WaitGroup
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				s, err := p.sign()
-				if err != nil {
-					firstErr.Store(err)
-					return
-				}
-				p.proofs[i] = s
-			}
-		}()
-	}
-	wg.Wait()
-	if err, _ := firstErr.Load().(error); err != nil {
-		return err
-	}
-	return nil
+	proofs, err := benchkit.SignAhead(n, p.sign)
+	p.proofs = proofs
+	return err
 }
 
 // take returns an unused proof, signing one if the pool is empty.
@@ -342,15 +323,8 @@ func (b *bench) proofFor(m *mode) (string, error) {
 func (b *bench) closed(ctx context.Context, m *mode, dur time.Duration) (*result, error) {
 	n := b.opts.concurrency
 	var dials atomic.Int64
-	workers := make([]*worker, n)
-	for i := range workers {
-		workers[i] = b.newWorker(m, &dials)
-	}
-	defer func() {
-		for _, w := range workers {
-			w.close()
-		}
-	}()
+	workers := b.newWorkers(m, n, &dials)
+	defer closeAll(workers)
 
 	// Warm-up: opens every connection (the TLS handshakes happen here) and
 	// estimates the rate, to size the proof pool.
@@ -440,15 +414,8 @@ const maxPool = 1_000_000
 func (b *bench) open(ctx context.Context, m *mode, rate float64, dur time.Duration) (*result, error) {
 	n := b.opts.openConns
 	var dials atomic.Int64
-	workers := make([]*worker, n)
-	for i := range workers {
-		workers[i] = b.newWorker(m, &dials)
-	}
-	defer func() {
-		for _, w := range workers {
-			w.close()
-		}
-	}()
+	workers := b.newWorkers(m, n, &dials)
+	defer closeAll(workers)
 	// Open every connection before the window.
 	b.proofs.proofs = nil
 	var wg sync.WaitGroup

@@ -215,7 +215,7 @@ func (b *bench) run(ctx context.Context) error {
 				return fmt.Errorf("%s: %w", name, err)
 			}
 			logf("round %d, %s closed loop: %.0f req/s, p99 %.2f ms, %d failed, %s %.0f µs CPU/req, %.2f cores of other work",
-				round+1, name, r.rate(), benchkit.Millis(percentile(r.lat, 0.99)), r.failed(), m.front, benchkit.Micros(r.cpuPerReq(m.front)), r.otherCores())
+				round+1, name, r.rate(), benchkit.Millis(benchkit.Percentile(r.lat, 0.99)), r.failed(), m.front, benchkit.Micros(r.cpuPerReq(m.front)), r.otherCores())
 			if name == "proxy" {
 				b.proxyRate = r.rate()
 			}
@@ -246,7 +246,7 @@ func (b *bench) run(ctx context.Context) error {
 			if err != nil {
 				return fmt.Errorf("%s open loop: %w", name, err)
 			}
-			logf("round %d, %s open loop at %.0f req/s: p99 %.2f ms, %.2f cores of other work", round+1, name, rate, benchkit.Millis(percentile(r.lat, 0.99)), r.otherCores())
+			logf("round %d, %s open loop at %.0f req/s: p99 %.2f ms, %.2f cores of other work", round+1, name, rate, benchkit.Millis(benchkit.Percentile(r.lat, 0.99)), r.otherCores())
 			if round == 0 {
 				b.openResults = append(b.openResults, r)
 			} else {

@@ -71,7 +71,7 @@ func (b *bench) report(out io.Writer) {
 			cpuRatio = fmt.Sprintf("%.2f", float64(r.cpuPerReq(r.mode.front))/float64(px.cpuPerReq(procProxy)))
 		}
 		fmt.Fprintf(out, "| %s | %.0f | %.2f | %.2f | %s | %s | %s | %.0f | %s | %s |\n",
-			r.mode.label, r.rate(), benchkit.Millis(percentile(r.lat, 0.5)), benchkit.Millis(percentile(r.lat, 0.99)), failureCell(r),
+			r.mode.label, r.rate(), benchkit.Millis(benchkit.Percentile(r.lat, 0.5)), benchkit.Millis(benchkit.Percentile(r.lat, 0.99)), benchkit.FailureCell(r.failures),
 			cpuCell(r, procKeybound), cpuCell(r, procProxy), benchkit.Micros(r.cpuPerReq(procUpstream)), rateRatio, cpuRatio)
 	}
 	fmt.Fprintf(out, "\nThe bold CPU figure is the process in front of the upstream. The plain proxy receives the same request as the gateway in DPoP mode (token and a proof header, which it forwards unchecked).\n\n")
@@ -93,8 +93,8 @@ func (b *bench) report(out io.Writer) {
 		fmt.Fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 		for _, r := range b.openResults {
 			fmt.Fprintf(out, "| %s | %.0f | %.0f | %.2f | %.2f | %.2f | %.2f | %s | %.0f | %.2f |\n",
-				r.mode.label, r.offered, r.rate(), benchkit.Millis(percentile(r.lat, 0.5)), benchkit.Millis(percentile(r.lat, 0.99)), benchkit.Millis(percentile(r.lat, 0.999)),
-				benchkit.Millis(percentile(r.lat, 1)), failureCell(r), benchkit.Micros(r.cpuPerReq(r.mode.front)), benchkit.Millis(percentile(r.lag, 0.99)))
+				r.mode.label, r.offered, r.rate(), benchkit.Millis(benchkit.Percentile(r.lat, 0.5)), benchkit.Millis(benchkit.Percentile(r.lat, 0.99)), benchkit.Millis(benchkit.Percentile(r.lat, 0.999)),
+				benchkit.Millis(benchkit.Percentile(r.lat, 1)), benchkit.FailureCell(r.failures), benchkit.Micros(r.cpuPerReq(r.mode.front)), benchkit.Millis(benchkit.Percentile(r.lag, 0.99)))
 		}
 		fmt.Fprintf(out, "\nSend lag is from when a request was due to when a connection started sending it (dispatcher wake-up plus waiting for a free connection).\n\n")
 		b.detailTable(out, b.openResults)
@@ -141,7 +141,7 @@ func (b *bench) detailTable(out io.Writer, rs []*result) {
 		}
 		fmt.Fprintf(out, "| %s | %d | %.2f | %.2f | %.2f | %.2f | %s | %.2f | %s | %.0f | %d | %s |\n",
 			r.mode.name, r.ok, r.cores(procKeybound), r.cores(procProxy), r.cores(procUpstream), r.cores(procGenerator),
-			other, ticks(r.machine.steal).Seconds()/r.wall.Seconds(), r.busiestOthers(), benchkit.Micros(r.cpuPerReq(procGenerator)), r.dials, signed)
+			other, benchkit.Ticks(r.machine.steal).Seconds()/r.wall.Seconds(), r.busiestOthers(), benchkit.Micros(r.cpuPerReq(procGenerator)), r.dials, signed)
 	}
 	fmt.Fprintf(out, "\n| mode | per round: req/s | front CPU µs/req | p99 ms | other work (cores) |\n|---|---|---|---|---|\n")
 	for _, r := range rs {
@@ -173,7 +173,7 @@ func (b *bench) verdicts(out io.Writer) {
 	}
 	op, od := b.openResult("proxy"), b.openResult("dpop")
 	if op != nil && od != nil && op.ok > 0 && od.ok > 0 {
-		pp, pd := percentile(op.lat, 0.99), percentile(od.lat, 0.99)
+		pp, pd := benchkit.Percentile(op.lat, 0.99), benchkit.Percentile(od.lat, 0.99)
 		fmt.Fprintf(out, "- p99 at %.0f req/s: gateway DPoP %.2f ms, plain proxy %.2f ms, difference %+.2f ms (target <= +%.0f ms): %s\n",
 			od.offered, benchkit.Millis(pd), benchkit.Millis(pp), benchkit.Millis(pd-pp), benchkit.Millis(targetP99Delta), verdict(pd-pp <= targetP99Delta))
 	} else {
@@ -281,20 +281,4 @@ func (b *bench) references(out io.Writer) {
 		fmt.Fprintf(out, "- plain httputil proxy: %.0f µs (../shared/DEPENDENCIES.md: about 70-105 µs)\n", benchkit.Micros(px.cpuPerReq(procProxy)))
 	}
 	fmt.Fprintf(out, "\nTotal time: %s.\n", time.Since(b.started).Round(time.Second))
-}
-
-func failureCell(r *result) string {
-	if r.failed() == 0 {
-		return "0"
-	}
-	keys := make([]string, 0, len(r.failures))
-	for k := range r.failures {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s×%d", k, r.failures[k])
-	}
-	return fmt.Sprintf("**%d** (%s)", r.failed(), strings.Join(parts, ", "))
 }

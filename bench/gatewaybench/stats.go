@@ -1,15 +1,14 @@
 package main
 
-// The measurements the report rests on: process CPU from /proc/PID/stat,
-// machine-wide CPU from /proc/stat, and latency percentiles. They are pure
-// functions over bytes and slices so that the parsing can be tested without
-// starting any process.
+// The measurements the report rests on: the command names in
+// /proc/PID/stat and machine-wide CPU from /proc/stat (process CPU and
+// percentiles are in benchkit). They are pure functions over bytes so that
+// the parsing can be tested without starting any process.
 
 import (
 	"bytes"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -17,8 +16,6 @@ import (
 
 	"github.com/keybound/keybound/bench/internal/benchkit"
 )
-
-func ticks(t uint64) time.Duration { return benchkit.Ticks(t) }
 
 // parseProcComm returns field 2 of /proc/PID/stat, the command name,
 // without its parentheses.
@@ -56,14 +53,11 @@ func allProcs(skip map[int]bool) map[int]procSample {
 			continue // it has exited
 		}
 		if t, err := benchkit.ParseProcStat(data); err == nil {
-			out[pid] = procSample{comm: parseProcComm(data), cpu: ticks(t)}
+			out[pid] = procSample{comm: parseProcComm(data), cpu: benchkit.Ticks(t)}
 		}
 	}
 	return out
 }
-
-// procCPU is the CPU time (user + system) pid has used so far.
-func procCPU(pid int) (time.Duration, error) { return benchkit.ProcessCPU(pid) }
 
 // machineCPU is the aggregate "cpu" line of /proc/stat, in clock ticks
 // summed over all CPUs. busy is user+nice+system+irq+softirq (guest time is
@@ -104,15 +98,4 @@ func readMachineCPU() (machineCPU, error) {
 		return machineCPU{}, err
 	}
 	return parseMachineStat(data)
-}
-
-// percentile is the nearest-rank percentile (p in [0, 1]) of sorted: the
-// smallest value with at least p of the samples at or below it. Zero for no
-// samples.
-func percentile(sorted []time.Duration, p float64) time.Duration {
-	if len(sorted) == 0 {
-		return 0
-	}
-	rank := int(math.Ceil(p * float64(len(sorted))))
-	return sorted[min(max(rank, 1), len(sorted))-1]
 }

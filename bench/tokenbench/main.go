@@ -455,17 +455,7 @@ func (b *bench) newWorker(mode string) *worker {
 	if mode == "mtls" {
 		tc.Certificates = []tls.Certificate{b.mtlsCert}
 	}
-	tr := &http.Transport{
-		TLSClientConfig:     tc,
-		MaxIdleConns:        1,
-		MaxIdleConnsPerHost: 1,
-		MaxConnsPerHost:     1,
-		IdleConnTimeout:     5 * time.Minute,
-		DisableCompression:  true,
-		// A non-nil empty map keeps the transport on HTTP/1.1.
-		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
-	}
-	return &worker{client: &http.Client{Transport: tr, Timeout: 30 * time.Second}, fail: map[string]int{}, samples: map[string]string{}}
+	return &worker{client: benchkit.Client(tc, nil), fail: map[string]int{}, samples: map[string]string{}}
 }
 
 func (b *bench) sign() (creds, error) {
@@ -576,30 +566,8 @@ func (b *bench) load(ctx context.Context, mode string, n int) (*result, error) {
 		rate := float64(warmCount.Load()) / max(b.opts.warmup.Seconds(), 0.1)
 		want := int(rate*b.opts.duration.Seconds()*2.0) + 2*n + 64
 		want = min(want, 400_000)
-		pool = make([]creds, want)
-		var perr atomic.Value
-		var next atomic.Int64
-		var pwg sync.WaitGroup
-		for range runtime.GOMAXPROCS(0) {
-			pwg.Add(1)
-			go func() {
-				defer pwg.Done()
-				for {
-					i := next.Add(1) - 1
-					if i >= int64(len(pool)) {
-						return
-					}
-					c, err := b.sign()
-					if err != nil {
-						perr.Store(err)
-						return
-					}
-					pool[i] = c
-				}
-			}()
-		}
-		pwg.Wait()
-		if err, _ := perr.Load().(error); err != nil {
+		var err error
+		if pool, err = benchkit.SignAhead(want, b.sign); err != nil {
 			return nil, err
 		}
 	}
@@ -672,14 +640,6 @@ func (r *result) cpuPerToken() time.Duration {
 		return 0
 	}
 	return r.serverCPU / time.Duration(r.ok)
-}
-
-func (r *result) pct(p float64) time.Duration {
-	if len(r.lat) == 0 {
-		return 0
-	}
-	i := int(p*float64(len(r.lat))+0.5) - 1
-	return r.lat[min(max(i, 0), len(r.lat)-1)]
 }
 
 func rusageCPU(ru syscall.Rusage) time.Duration {
@@ -775,7 +735,7 @@ func (b *bench) report(out io.Writer, fl floor, rs []*result) {
 	for _, r := range rs {
 		ratio := float64(r.cpuPerToken()) / float64(r.floor)
 		fmt.Fprintf(out, "| %s | %d | %.0f | %.2f | %.2f | %s | %.0f | %.0f | %.2f |\n",
-			r.mode, r.conc, r.rate(), benchkit.Millis(r.pct(0.50)), benchkit.Millis(r.pct(0.99)), failureCell(r), benchkit.Micros(r.cpuPerToken()), benchkit.Micros(r.floor), ratio)
+			r.mode, r.conc, r.rate(), benchkit.Millis(benchkit.Percentile(r.lat, 0.50)), benchkit.Millis(benchkit.Percentile(r.lat, 0.99)), benchkit.FailureCell(r.failures), benchkit.Micros(r.cpuPerToken()), benchkit.Micros(r.floor), ratio)
 	}
 	fmt.Fprintln(out)
 
@@ -829,20 +789,4 @@ func (b *bench) report(out io.Writer, fl floor, rs []*result) {
 		c := r.cpuPerToken()
 		fmt.Fprintf(out, "- %s c=%d: %.0f µs/token = %.1f%% of Hydra's CPU per token (Hydra / keybound = %.1fx)\n", r.mode, r.conc, benchkit.Micros(c), 100*float64(c)/float64(hydraCPUPerToken), float64(hydraCPUPerToken)/float64(c))
 	}
-}
-
-func failureCell(r *result) string {
-	if r.failed() == 0 {
-		return "0"
-	}
-	keys := make([]string, 0, len(r.failures))
-	for k := range r.failures {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s×%d", k, r.failures[k])
-	}
-	return fmt.Sprintf("**%d** (%s)", r.failed(), strings.Join(parts, ", "))
 }

@@ -69,10 +69,6 @@ func LoadOrCreate(dir string, now time.Time) (*Authority, error) {
 	} else if !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("ca: %w", err)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "keybound local CA", Organization: []string{"keybound"}},
@@ -83,35 +79,19 @@ func LoadOrCreate(dir string, now time.Time) (*Authority, error) {
 		IsCA:                  true,
 		MaxPathLen:            1,
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	cert, key, err := createPair(certPath, keyPath, tmpl, nil, nil)
 	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	if err := writeKey(keyPath, key); err != nil {
 		return nil, err
 	}
-	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
-	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	cert, _ := x509.ParseCertificate(der)
-	return &Authority{Cert: cert, key: key, CertPEM: certPEM}, nil
+	return &Authority{Cert: cert, key: key, CertPEM: certsPEM([]*x509.Certificate{cert})}, nil
 }
 
 func load(certPath, keyPath string) (*Authority, error) {
-	certPEM, err := os.ReadFile(certPath)
-	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	cert, err := parseCertPEM(certPEM)
-	if err != nil {
-		return nil, fmt.Errorf("ca: %s: %w", certPath, err)
-	}
-	key, err := readKey(keyPath)
+	cert, key, err := loadPair(certPath, keyPath)
 	if err != nil {
 		return nil, err
 	}
-	return &Authority{Cert: cert, key: key, CertPEM: certPEM}, nil
+	return &Authority{Cert: cert, key: key, CertPEM: certsPEM([]*x509.Certificate{cert})}, nil
 }
 
 // ServerCertificate returns a TLS certificate for hosts (DNS names or IPs),
@@ -121,10 +101,6 @@ func (a *Authority) ServerCertificate(dir string, hosts []string, now time.Time)
 	certPath, keyPath := filepath.Join(dir, ServerCertFile), filepath.Join(dir, serverKeyFile)
 	if c, err := tls.LoadX509KeyPair(certPath, keyPath); err == nil && c.Leaf != nil && covers(c.Leaf, hosts) && now.Add(renewBefore).Before(c.Leaf.NotAfter) {
 		return c, nil
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ca: %w", err)
 	}
 	tmpl := &x509.Certificate{
 		SerialNumber: serial(),
@@ -141,15 +117,8 @@ func (a *Authority) ServerCertificate(dir string, hosts []string, now time.Time)
 			tmpl.DNSNames = append(tmpl.DNSNames, h)
 		}
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, a.Cert, key.Public(), a.key)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ca: %w", err)
-	}
-	if err := writeKey(keyPath, key); err != nil {
+	if _, _, err := createPair(certPath, keyPath, tmpl, a.Cert, a.key); err != nil {
 		return tls.Certificate{}, err
-	}
-	if err := os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return tls.Certificate{}, fmt.Errorf("ca: %w", err)
 	}
 	return tls.LoadX509KeyPair(certPath, keyPath)
 }
@@ -180,8 +149,8 @@ func (a *Authority) IssueClientCertificate(pub crypto.PublicKey, subject pkix.Na
 	return x509.ParseCertificate(der)
 }
 
-// Thumbprint is the base64url SHA-256 of a certificate's DER, as used in
-// x5t#S256 (RFC 8705 section 3.1).
+// Thumbprint is the SHA-256 of a certificate's DER: the value x5t#S256
+// carries base64url-encoded (RFC 8705 section 3.1).
 func Thumbprint(der []byte) [32]byte { return sha256.Sum256(der) }
 
 func covers(c *x509.Certificate, hosts []string) bool {
@@ -199,6 +168,34 @@ func serial() *big.Int {
 		panic("ca: crypto/rand failed: " + err.Error())
 	}
 	return n
+}
+
+// createPair generates an ECDSA P-256 key, signs tmpl for it with parent
+// and parentKey (or self-signs when parent is nil), and writes the key
+// (0600) to keyPath and the certificate (0644) to certPath.
+func createPair(certPath, keyPath string, tmpl, parent *x509.Certificate, parentKey crypto.Signer) (*x509.Certificate, crypto.Signer, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	if parent == nil {
+		parent, parentKey = tmpl, key
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), parentKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	if err := writeKey(keyPath, key); err != nil {
+		return nil, nil, err
+	}
+	if err := os.WriteFile(certPath, certsPEM([]*x509.Certificate{cert}), 0o644); err != nil {
+		return nil, nil, fmt.Errorf("ca: %w", err)
+	}
+	return cert, key, nil
 }
 
 func writeKey(path string, key crypto.Signer) error {
@@ -232,6 +229,25 @@ func readKey(path string) (crypto.Signer, error) {
 		return nil, fmt.Errorf("ca: %s: not a signing key", path)
 	}
 	return s, nil
+}
+
+// readCert reads a file holding one PEM certificate.
+func readCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %w", err)
+	}
+	c, err := parseCertPEM(b)
+	if err != nil {
+		return nil, fmt.Errorf("ca: %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// holdsKeyOf reports whether k is the private key of c.
+func holdsKeyOf(k crypto.Signer, c *x509.Certificate) bool {
+	pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(c.PublicKey)
 }
 
 func parseCertPEM(b []byte) (*x509.Certificate, error) {

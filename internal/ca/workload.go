@@ -3,8 +3,6 @@ package ca
 import (
 	"bytes"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -74,10 +72,6 @@ func LoadOrCreateWorkload(dir, trustDomain string, now time.Time) (*Issuer, erro
 	var root *x509.Certificate
 	var rootKey crypto.Signer
 	if _, err := os.Stat(rootPath); errors.Is(err, os.ErrNotExist) {
-		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
 		tmpl := &x509.Certificate{
 			SerialNumber:          serial(),
 			Subject:               pkix.Name{CommonName: "keybound workload root CA", Organization: []string{"keybound"}, OrganizationalUnit: []string{trustDomain}},
@@ -88,28 +82,13 @@ func LoadOrCreateWorkload(dir, trustDomain string, now time.Time) (*Issuer, erro
 			IsCA:                  true,
 			MaxPathLen:            1,
 		}
-		der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		if err := writeKey(rootKeyPath, key); err != nil {
+		if root, rootKey, err = createPair(rootPath, rootKeyPath, tmpl, nil, nil); err != nil {
 			return nil, err
 		}
-		if err := writeCertFile(rootPath, der); err != nil {
-			return nil, err
-		}
-		root, _ = x509.ParseCertificate(der)
-		rootKey = key
 	} else if err != nil {
 		return nil, fmt.Errorf("ca: %w", err)
-	} else {
-		b, err := os.ReadFile(rootPath)
-		if err != nil {
-			return nil, fmt.Errorf("ca: %w", err)
-		}
-		if root, err = parseCertPEM(b); err != nil {
-			return nil, fmt.Errorf("ca: %s: %w", rootPath, err)
-		}
+	} else if root, err = readCert(rootPath); err != nil {
+		return nil, err
 	}
 
 	inter, interKey, err := loadPair(interPath, interKeyPath)
@@ -129,10 +108,6 @@ func LoadOrCreateWorkload(dir, trustDomain string, now time.Time) (*Issuer, erro
 		return nil, fmt.Errorf("ca: the workload root %s expires %s, before a new intermediate would; replace the root (remove %s and %s) and redistribute the trust bundle",
 			rootPath, root.NotAfter.Format(time.RFC3339), rootPath, rootKeyPath)
 	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial(),
 		Subject:               pkix.Name{CommonName: "keybound workload CA", Organization: []string{"keybound"}, OrganizationalUnit: []string{trustDomain}},
@@ -146,18 +121,11 @@ func LoadOrCreateWorkload(dir, trustDomain string, now time.Time) (*Issuer, erro
 		// outside the trust domain and still verify.
 		PermittedURIDomains: []string{trustDomain},
 	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, key.Public(), rootKey)
+	inter, interKey, err = createPair(interPath, interKeyPath, tmpl, root, rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("ca: %w", err)
-	}
-	if err := writeKey(interKeyPath, key); err != nil {
 		return nil, err
 	}
-	if err := writeCertFile(interPath, der); err != nil {
-		return nil, err
-	}
-	inter, _ = x509.ParseCertificate(der)
-	return &Issuer{Cert: inter, Chain: []*x509.Certificate{inter}, Roots: []*x509.Certificate{root}, key: key}, nil
+	return &Issuer{Cert: inter, Chain: []*x509.Certificate{inter}, Roots: []*x509.Certificate{root}, key: interKey}, nil
 }
 
 // LoadWorkloadIssuer loads an operator-supplied workload CA: certFile holds
@@ -206,8 +174,7 @@ func LoadWorkloadIssuer(certFile, keyFile string, now time.Time) (*Issuer, error
 	case now.Before(issuer.NotBefore) || !now.Before(issuer.NotAfter):
 		return nil, fmt.Errorf("ca: %s: the CA certificate is not valid now (%s to %s)", certFile, issuer.NotBefore.Format(time.RFC3339), issuer.NotAfter.Format(time.RFC3339))
 	}
-	pub, ok := key.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(issuer.PublicKey) {
+	if !holdsKeyOf(key, issuer) {
 		return nil, fmt.Errorf("ca: %s does not hold the key of the CA certificate in %s", keyFile, certFile)
 	}
 	for i := 1; i < len(certs); i++ {
@@ -282,30 +249,18 @@ func certsPEM(cs []*x509.Certificate) []byte {
 	return out
 }
 
-func writeCertFile(path string, der []byte) error {
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644); err != nil {
-		return fmt.Errorf("ca: %w", err)
-	}
-	return nil
-}
-
 // loadPair reads a certificate and its PKCS#8 key written by this package.
 // A missing certificate is os.ErrNotExist (wrapped).
 func loadPair(certPath, keyPath string) (*x509.Certificate, crypto.Signer, error) {
-	b, err := os.ReadFile(certPath)
+	c, err := readCert(certPath)
 	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %w", err)
-	}
-	c, err := parseCertPEM(b)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ca: %s: %w", certPath, err)
+		return nil, nil, err
 	}
 	k, err := readKey(keyPath)
 	if err != nil {
 		return nil, nil, err
 	}
-	pub, ok := k.Public().(interface{ Equal(crypto.PublicKey) bool })
-	if !ok || !pub.Equal(c.PublicKey) {
+	if !holdsKeyOf(k, c) {
 		return nil, nil, fmt.Errorf("ca: %s does not hold the key of %s", keyPath, certPath)
 	}
 	return c, k, nil

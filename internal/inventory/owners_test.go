@@ -140,19 +140,23 @@ func TestAddAndListOwners(t *testing.T) {
 	}
 }
 
+// createOwnedBy registers a valid identity owned by owner and returns its id.
+func createOwnedBy(t *testing.T, svc *inventory.Service, owner string) string {
+	t.Helper()
+	reg := valid(t)
+	reg.Owner = owner
+	out, err := svc.Create(context.Background(), "admin-1", reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out.Client.ID
+}
+
 func TestDepartOwner(t *testing.T) {
 	ctx := context.Background()
 	svc, st := newService(t)
 	svc.Owners = st
-	create := func(owner string) string {
-		reg := valid(t)
-		reg.Owner = owner
-		out, err := svc.Create(ctx, "admin-1", reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out.Client.ID
-	}
+	create := func(owner string) string { return createOwnedBy(t, svc, owner) }
 	a1, a2 := create("team-a"), create("team-a")
 	if _, err := svc.Revoke(ctx, "admin-1", a2, ""); err != nil {
 		t.Fatal(err)
@@ -200,15 +204,7 @@ func TestTransfer(t *testing.T) {
 	svc.Owners = st
 	var changed []string
 	svc.OnChange = func(id string) { changed = append(changed, id) }
-	create := func(owner string) string {
-		reg := valid(t)
-		reg.Owner = owner
-		out, err := svc.Create(ctx, "admin-1", reg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return out.Client.ID
-	}
+	create := func(owner string) string { return createOwnedBy(t, svc, owner) }
 	a1, a2, a3, b1 := create("team-a"), create("team-a"), create("team-a"), create("team-b")
 	if _, err := svc.Revoke(ctx, "admin-1", a3, ""); err != nil {
 		t.Fatal(err)

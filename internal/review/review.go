@@ -159,8 +159,9 @@ type Service struct {
 	Inventory Suspender
 	Policy    Policy
 	// Exempt, when set, names identities auto-suspension must leave alone
-	// (keybound's own admin identity: suspending it would lock operators
-	// out). They are still listed, and can still lapse.
+	// (the app exempts every identity holding keybound:admin: suspending
+	// one could lock operators out). They are still listed, and can still
+	// lapse.
 	Exempt func(*identity.Client) bool
 	Now    func() time.Time
 }

@@ -1,25 +1,33 @@
 // Package benchkit holds what keybound's load benchmarks (tokenbench,
 // gatewaybench) share: finding the module and a free port, the machine
-// description, process CPU time from /proc, and registering the clients
-// they load the server with through the admin API. Each benchmark keeps
-// its own load generation and report.
+// description, process CPU time from /proc, registering the clients they
+// load the server with through the admin API, the one-connection HTTP
+// client each load worker uses, signing credentials ahead on every CPU, and
+// the report's percentiles and failure cells. Each benchmark keeps its own
+// load generation and report.
 package benchkit
 
 import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
+	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/keybound/keybound/internal/inventory"
@@ -139,4 +147,88 @@ func ProcessCPU(pid int) (time.Duration, error) {
 	}
 	t, err := ParseProcStat(data)
 	return Ticks(t), err
+}
+
+// Client is a load worker's HTTP client: one keep-alive HTTP/1.1
+// connection over TLS configured by tc. dial, when not nil, opens the
+// connection (to count dials); nil uses a net.Dialer with a 5 s timeout.
+func Client(tc *tls.Config, dial func(ctx context.Context, network, addr string) (net.Conn, error)) *http.Client {
+	tr := &http.Transport{
+		DialContext:         dial,
+		TLSClientConfig:     tc,
+		MaxIdleConns:        1,
+		MaxIdleConnsPerHost: 1,
+		MaxConnsPerHost:     1,
+		IdleConnTimeout:     5 * time.Minute,
+		DisableCompression:  true,
+		// A non-nil empty map keeps the transport on HTTP/1.1.
+		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
+	}
+	if dial == nil {
+		tr.DialContext = (&net.Dialer{Timeout: 5 * time.Second}).DialContext
+	}
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+// SignAhead calls sign n times on every CPU and returns the results in
+// order, or the first error.
+func SignAhead[T any](n int, sign func() (T, error)) ([]T, error) {
+	out := make([]T, n)
+	var next atomic.Int64
+	var firstErr atomic.Value
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				v, err := sign()
+				if err != nil {
+					firstErr.Store(err)
+					return
+				}
+				out[i] = v
+			}
+		}()
+	}
+	wg.Wait()
+	if err, _ := firstErr.Load().(error); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Percentile is the nearest-rank percentile (p in [0, 1]) of sorted: the
+// smallest value with at least p of the samples at or below it. Zero for no
+// samples.
+func Percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	rank := int(math.Ceil(p * float64(len(sorted))))
+	return sorted[min(max(rank, 1), len(sorted))-1]
+}
+
+// FailureCell is the report's failures cell: "0", or the total in bold
+// followed by the count of each kind, e.g. "**3** (503×2, transport×1)".
+func FailureCell(failures map[string]int) string {
+	total := 0
+	keys := make([]string, 0, len(failures))
+	for k, n := range failures {
+		total += n
+		keys = append(keys, k)
+	}
+	if total == 0 {
+		return "0"
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%s×%d", k, failures[k])
+	}
+	return fmt.Sprintf("**%d** (%s)", total, strings.Join(parts, ", "))
 }
