@@ -29,15 +29,12 @@ func (a *App) buildNotify(admin *adminapi.API, reg prometheus.Registerer) error 
 		svc.Log = &notify.Log{Logger: a.log}
 	}
 	if w := n.Webhook; w.URL != "" {
-		var (
-			secret []byte
-			err    error
-		)
-		if w.SecretFile != "" {
-			secret, err = notify.LoadSecret(w.SecretFile)
-		} else {
-			secret, err = notify.LoadOrCreateSecret(filepath.Join(a.cfg.DataDir, WebhookSecretFile))
+		secretFile := w.SecretFile
+		load := notify.LoadSecret
+		if secretFile == "" {
+			secretFile, load = filepath.Join(a.cfg.DataDir, WebhookSecretFile), notify.LoadOrCreateSecret
 		}
+		secret, err := load(secretFile)
 		if err != nil {
 			return fmt.Errorf("app: governance.notify.webhook: %w", err)
 		}
@@ -50,16 +47,9 @@ func (a *App) buildNotify(admin *adminapi.API, reg prometheus.Registerer) error 
 		if svc.Webhook, err = notify.NewWebhook(wc); err != nil {
 			return fmt.Errorf("app: governance.notify.webhook: %w", err)
 		}
-		a.log.Info("expiry warnings go to a webhook", "webhook", svc.Webhook.Host(), "secret_file", orElse(w.SecretFile, filepath.Join(a.cfg.DataDir, WebhookSecretFile)))
+		a.log.Info("expiry warnings go to a webhook", "webhook", svc.Webhook.Host(), "secret_file", secretFile)
 	}
 	admin.Notifications = svc
 	a.addSweep("expiry warnings", svc.Sweep)
 	return nil
-}
-
-func orElse(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
 }
