@@ -117,7 +117,7 @@ type Writer struct {
 	log          *slog.Logger
 	now          func() time.Time
 
-	queue chan store.AuditEvent
+	queue *queue
 
 	// mu makes sending and closing mutually exclusive: Record holds it
 	// shared while it sends, Close exclusively while it sets closed. Once
@@ -225,7 +225,7 @@ func New(cfg Config) *Writer {
 	if w.now == nil {
 		w.now = time.Now
 	}
-	w.queue = make(chan store.AuditEvent, queueSize)
+	w.queue = newQueue(queueSize)
 	w.full = make(chan struct{}, 1)
 	w.fullThreshold = max(1, min(w.batchSize, queueSize/2))
 	return w
@@ -278,17 +278,15 @@ func (w *Writer) Record(ev store.AuditEvent) bool {
 	case w.failClosed && w.failing.Load():
 		reason = reasonSinksFailing
 	default:
-		select {
-		case w.queue <- ev:
+		if n := w.queue.push(ev); n > 0 {
 			w.mu.RUnlock()
-			if len(w.queue) >= w.fullThreshold {
+			if n >= w.fullThreshold {
 				select {
 				case w.full <- struct{}{}:
 				default:
 				}
 			}
 			return true
-		default:
 		}
 	}
 	w.mu.RUnlock()
@@ -300,14 +298,14 @@ func (w *Writer) Record(ev store.AuditEvent) bool {
 // open, the queue has room, and (FailClosed only) the sinks are not failing.
 // It is a snapshot; Record may still refuse a moment later.
 func (w *Writer) Accepting() bool {
-	return !w.closed.Load() && !(w.failClosed && w.failing.Load()) && len(w.queue) < cap(w.queue)
+	return !w.closed.Load() && !(w.failClosed && w.failing.Load()) && w.queue.len() < w.queue.limit
 }
 
 // Stats returns the current counters. They are read one by one, so under
 // load they need not add up at a single instant.
 func (w *Writer) Stats() Stats {
 	return Stats{
-		Queued:     len(w.queue),
+		Queued:     w.queue.len(),
 		Dropped:    w.dropped.Load(),
 		Written:    w.written.Load(),
 		SinkErrors: w.sinkErrors.Load(),
@@ -369,17 +367,7 @@ func (w *Writer) abandon() int {
 }
 
 // discardQueue empties the queue and returns how many events it held.
-func (w *Writer) discardQueue() int {
-	n := 0
-	for {
-		select {
-		case <-w.queue:
-			n++
-		default:
-			return n
-		}
-	}
-}
+func (w *Writer) discardQueue() int { return w.queue.discard() }
 
 // drain writes b (what the batcher handed over) and then the whole queue.
 // Only Close calls it, after the batcher has returned, so nothing else reads
@@ -411,14 +399,7 @@ func (w *Writer) drain(ctx context.Context, b batch) error {
 
 // fill moves queued events into b without waiting, up to the batch size.
 func (w *Writer) fill(b *batch) {
-	for len(b.evs) < w.batchSize {
-		select {
-		case ev := <-w.queue:
-			b.evs = append(b.evs, ev)
-		default:
-			return
-		}
-	}
+	b.evs = w.queue.take(b.evs, w.batchSize-len(b.evs))
 }
 
 // run is the batcher: it collects events into batches, writing one when it
@@ -457,7 +438,7 @@ func (w *Writer) run(ctx context.Context) {
 		if w.settled != nil {
 			w.settled()
 		}
-		if len(w.queue) >= w.fullThreshold {
+		if w.queue.len() >= w.fullThreshold {
 			// A backlog built up while this batch was written.
 			select {
 			case w.full <- struct{}{}:

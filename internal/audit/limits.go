@@ -6,8 +6,9 @@ import "time"
 const (
 	// DefaultQueueSize bounds the events waiting for the batcher. A queued
 	// event is a store.AuditEvent value (about 280 bytes plus its strings), so
-	// the channel buffer alone is about 18 MiB, allocated up front; at 10,000
-	// decisions a second it rides out about six seconds of a stalled sink.
+	// a full queue holds about 18 MiB; the memory is taken only while a
+	// backlog lasts (see queue). At 10,000 decisions a second it rides out
+	// about six seconds of a stalled sink.
 	DefaultQueueSize = 65536
 
 	// DefaultBatchSize is the most events handed to a sink in one Write: one

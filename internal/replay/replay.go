@@ -8,6 +8,7 @@
 package replay
 
 import (
+	"crypto/sha256"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -15,8 +16,8 @@ import (
 
 // DefaultMaxEntries is the bound New uses when given maxEntries <= 0. A
 // gateway verifying 10,000 proofs a second with a 60 second window holds
-// 600,000 live keys; at about 150 bytes per entry (a 43-byte thumbprint, a
-// jti and map overhead) 1<<20 entries cost roughly 150 MiB at most.
+// 600,000 live keys; at about 48 bytes per entry (a 32-byte digest, the
+// expiry and map overhead) 1<<20 entries cost roughly 50 MiB at most.
 const DefaultMaxEntries = 1 << 20
 
 // numShards splits the key space so that 64 concurrent callers rarely wait on
@@ -40,9 +41,20 @@ type Cache struct {
 	shards [numShards]shard
 }
 
+// digest is the SHA-256 of a key.
+type digest [sha256.Size]byte
+
 type shard struct {
 	mu sync.Mutex
-	m  map[string]int64 // key -> expiry, Unix nanoseconds
+	// m maps the SHA-256 digest of each key to its expiry (Unix
+	// nanoseconds). Digests, not the key strings, so that the map holds no
+	// pointers: the garbage collector then never scans it. At a few
+	// thousand proofs a second the cache is most of a gateway's live heap
+	// (one string per key, a quarter of a million of them), and marking
+	// those strings made each GC cycle long enough to show in the
+	// gateway's tail latency. A collision between two keys' digests could
+	// only refuse a fresh key, never accept a replay.
+	m map[digest]int64
 	// minExp is a lower bound on the expiries in m. While now <= minExp no
 	// entry can be expired, so a full shard refuses without sweeping; this
 	// keeps a flood of fresh keys from costing a full sweep per call.
@@ -63,7 +75,7 @@ func New(maxEntries int, now func() time.Time) *Cache {
 	limit := (maxEntries + numShards - 1) / numShards
 	c := &Cache{now: now, seed: maphash.MakeSeed()}
 	for i := range c.shards {
-		c.shards[i].m = make(map[string]int64)
+		c.shards[i].m = make(map[digest]int64)
 		c.shards[i].limit = limit
 	}
 	return c
@@ -82,14 +94,20 @@ func (c *Cache) Claim(key string, exp time.Time) bool {
 	if e < now {
 		return false
 	}
+	// The shard comes from a keyed hash, so that nobody can aim keys at
+	// one shard and fill it; the map key is a digest (see shard.m).
 	s := &c.shards[maphash.String(c.seed, key)&(numShards-1)]
+	// Hashed from a stack buffer: the plain conversion allocates for any
+	// key over 32 bytes, and keys are usually 60 to 80.
+	var buf [128]byte
+	d := digest(sha256.Sum256(append(buf[:0], key...)))
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if old, ok := s.m[key]; ok {
+	if old, ok := s.m[d]; ok {
 		if old >= now {
 			return false
 		}
-		s.m[key] = e
+		s.m[d] = e
 		s.noteExp(e)
 		return true
 	}
@@ -99,7 +117,7 @@ func (c *Cache) Claim(key string, exp time.Time) bool {
 			return false
 		}
 	}
-	s.m[key] = e
+	s.m[d] = e
 	s.noteExp(e)
 	return true
 }
