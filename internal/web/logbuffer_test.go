@@ -2,6 +2,7 @@ package web
 
 import (
 	"bytes"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -89,5 +90,109 @@ func TestLogBufferConcurrentLinesStayWhole(t *testing.T) {
 	}
 	if n := strings.Count(s, "\n"); n != 1600 {
 		t.Errorf("%d lines, want 1600", n)
+	}
+}
+
+// stallingWriter blocks every Write until release is closed, after telling
+// entered (once) that a write has started.
+type stallingWriter struct {
+	lockedBuffer
+	entered chan struct{}
+	once    sync.Once
+	release chan struct{}
+}
+
+func (s *stallingWriter) Write(p []byte) (int, error) {
+	s.once.Do(func() { close(s.entered) })
+	<-s.release
+	return s.lockedBuffer.Write(p)
+}
+
+// TestLogBufferWriteDoesNotWaitForStalledOutput: while the output is stuck
+// in a write, lines are still accepted at once, up to LogBufferMax; past
+// it Write waits for the output, and once the output recovers every line
+// arrives, whole and in order.
+func TestLogBufferWriteDoesNotWaitForStalledOutput(t *testing.T) {
+	out := &stallingWriter{entered: make(chan struct{}), release: make(chan struct{})}
+	b := NewLogBuffer(out, time.Millisecond)
+	line := func(i int) []byte { return []byte(fmt.Sprintf("%07d %s\n", i, strings.Repeat("x", 1000))) }
+	if _, err := b.Write(line(0)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-out.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the flusher never wrote")
+	}
+	// The flusher is now stuck. Fill to just under the bound: none of
+	// these may block.
+	n := 1
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for ; n*len(line(0)) <= LogBufferMax; n++ {
+			_, _ = b.Write(line(n))
+		}
+	}()
+	select {
+	case <-accepted:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Write blocked on a stalled output after %d lines, under LogBufferMax", n)
+	}
+	// One more line would pass the bound: it waits for the output.
+	over := make(chan struct{})
+	go func() { _, _ = b.Write(line(n)); close(over) }()
+	select {
+	case <-over:
+		t.Fatal("Write went past LogBufferMax while the output was stalled")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(out.release)
+	select {
+	case <-over:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write still blocked after the output recovered")
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := out.snapshot()
+	lines := strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+	if len(lines) != n+1 {
+		t.Fatalf("%d lines arrived, want %d", len(lines), n+1)
+	}
+	for i, l := range lines {
+		if l+"\n" != string(line(i)) {
+			t.Fatalf("line %d is %.20q..., want line %d whole and in order", i, l, i)
+		}
+	}
+}
+
+// TestLogBufferWriteAfterCloseNeverHangs: with no flusher left, a Write
+// that would pass LogBufferMax makes room itself.
+func TestLogBufferWriteAfterCloseNeverHangs(t *testing.T) {
+	out := &lockedBuffer{}
+	b := NewLogBuffer(out, time.Hour)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	big := []byte(strings.Repeat("y", LogBufferMax/2-1) + "\n")
+	done := make(chan struct{})
+	go func() {
+		for range 3 {
+			_, _ = b.Write(big)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Write after Close hung past LogBufferMax")
+	}
+	if err := b.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := out.snapshot(); len(s) != 3*len(big) {
+		t.Errorf("%d bytes written, want %d", len(s), 3*len(big))
 	}
 }
