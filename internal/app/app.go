@@ -133,7 +133,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	a.CAFile = filepath.Join(tlsDir, ca.CACertFile)
 	var cert tls.Certificate
 	if cfg.Server.CertFile != "" {
-		cert, err = tls.LoadX509KeyPair(cfg.Server.CertFile, cfg.Server.KeyFile)
+		if err = checkSecretFile(log, "server.key_file", cfg.Server.KeyFile); err == nil {
+			cert, err = tls.LoadX509KeyPair(cfg.Server.CertFile, cfg.Server.KeyFile)
+		}
 	} else {
 		cert, err = authority.ServerCertificate(tlsDir, serverNames(issuer, cfg.Server.Addr, cfg.Gateway.Addr, cfg.Gateway.ExternalURL), now)
 	}
@@ -141,7 +143,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		return nil, fmt.Errorf("app: server certificate: %w", err)
 	}
 	clientCAs := authority.Pool()
-	wlIssuer, err := loadWorkloadIssuer(cfg, tlsDir, now)
+	wlIssuer, err := loadWorkloadIssuer(cfg, tlsDir, now, log)
 	if err != nil {
 		return nil, err
 	}
@@ -476,8 +478,11 @@ func serverNames(issuer string, addrsOrURLs ...string) []string {
 
 // loadWorkloadIssuer loads the operator's workload CA, or keybound's own
 // root and intermediate in tlsDir (created on first start).
-func loadWorkloadIssuer(cfg config.Config, tlsDir string, now time.Time) (*ca.Issuer, error) {
+func loadWorkloadIssuer(cfg config.Config, tlsDir string, now time.Time, log *slog.Logger) (*ca.Issuer, error) {
 	if cfg.WorkloadCA.CertFile != "" {
+		if err := checkSecretFile(log, "workload_ca.key_file", cfg.WorkloadCA.KeyFile); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
 		return ca.LoadWorkloadIssuer(cfg.WorkloadCA.CertFile, cfg.WorkloadCA.KeyFile, now)
 	}
 	return ca.LoadOrCreateWorkload(tlsDir, cfg.WorkloadCA.TrustDomain, now)

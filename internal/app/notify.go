@@ -33,6 +33,8 @@ func (a *App) buildNotify(admin *adminapi.API, reg prometheus.Registerer) error 
 		load := notify.LoadSecret
 		if secretFile == "" {
 			secretFile, load = filepath.Join(a.cfg.DataDir, WebhookSecretFile), notify.LoadOrCreateSecret
+		} else if err := checkSecretFile(a.log, "governance.notify.webhook.secret_file", secretFile); err != nil {
+			return fmt.Errorf("app: %w", err)
 		}
 		secret, err := load(secretFile)
 		if err != nil {
