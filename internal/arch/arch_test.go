@@ -17,7 +17,7 @@ var tiers = map[string]int{
 	"internal/identity": 1, "internal/oauth": 1, "internal/problem": 1,
 
 	"internal/store": 2, "internal/web": 2, "internal/accesstoken": 2, "internal/dpop": 2,
-	"internal/clientauth": 2, "internal/ca": 2, "internal/replay": 2, "internal/route": 2, "internal/ratelimit": 2,
+	"internal/clientauth": 2, "internal/ca": 2, "internal/replay": 2, "internal/expiring": 2, "internal/route": 2, "internal/ratelimit": 2,
 
 	"internal/keys": 3, "internal/workload": 3, "internal/revocation": 3, "internal/inventory": 3,
 	"internal/protect": 3, "internal/audit": 3,

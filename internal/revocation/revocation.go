@@ -11,9 +11,9 @@ package revocation
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
+	"github.com/keybound/keybound/internal/expiring"
 	"github.com/keybound/keybound/internal/store"
 )
 
@@ -26,17 +26,16 @@ type Store interface {
 
 // MaxEntries bounds the view. Revocations are kept only until the token
 // expires (minutes), so reaching this means something is revoking in bulk;
-// the view then refuses further revocations rather than forget old ones.
+// the view then refuses further revocations rather than forget old ones,
+// and if other nodes' revocations still overflow it, it treats every token
+// as revoked until they fit (see expiring.Set).
 const MaxEntries = 1 << 20
 
 // View is safe for concurrent use. The zero value is not usable; use New.
 type View struct {
 	st  Store
 	now func() time.Time
-
-	mu       sync.RWMutex
-	revoked  map[string]time.Time // jti -> token expiry
-	syncedTo time.Time
+	set *expiring.Set // jti -> token expiry
 }
 
 // New returns an empty view over st; call Sync to load it.
@@ -44,71 +43,43 @@ func New(st Store, now func() time.Time) *View {
 	if now == nil {
 		now = time.Now
 	}
-	return &View{st: st, now: now, revoked: map[string]time.Time{}}
+	load := func(ctx context.Context, since, now time.Time) ([]expiring.Entry, error) {
+		list, err := st.RevokedSince(ctx, since, now)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]expiring.Entry, len(list))
+		for i, t := range list {
+			out[i] = expiring.Entry{Key: t.JTI, Expires: t.ExpiresAt}
+		}
+		return out, nil
+	}
+	return &View{st: st, now: now, set: expiring.New("revocation: view", load, MaxEntries, now)}
 }
 
-// Revoked reports whether jti was revoked.
-func (v *View) Revoked(jti string) bool {
-	v.mu.RLock()
-	_, ok := v.revoked[jti]
-	v.mu.RUnlock()
-	return ok
-}
+// Revoked reports whether jti was revoked. While more revocations are live
+// than the view can hold, it reports every jti as revoked (fail closed).
+func (v *View) Revoked(jti string) bool { return v.set.Has(jti) }
 
 // Revoke records a revocation in the store and then in the view, so it takes
-// effect in this process before Revoke returns.
+// effect in this process before Revoke returns. A full view refuses before
+// the store is written.
 func (v *View) Revoke(ctx context.Context, t store.RevokedToken) error {
 	if t.RevokedAt.IsZero() {
 		t.RevokedAt = v.now().UTC()
 	}
-	v.mu.RLock()
-	full := len(v.revoked) >= MaxEntries
-	v.mu.RUnlock()
-	if full {
+	if v.set.Full() {
 		return fmt.Errorf("revocation: view holds %d entries; refusing to grow further", MaxEntries)
 	}
 	if err := v.st.RevokeToken(ctx, t); err != nil {
 		return fmt.Errorf("revocation: %w", err)
 	}
-	v.mu.Lock()
-	v.revoked[t.JTI] = t.ExpiresAt
-	v.mu.Unlock()
-	return nil
+	return v.set.Add(t.JTI, t.ExpiresAt)
 }
 
 // Sync loads revocations made since the last sync (by any node) and drops
 // entries whose token has expired. The first call loads everything live.
-func (v *View) Sync(ctx context.Context) error {
-	now := v.now().UTC()
-	v.mu.RLock()
-	since := v.syncedTo
-	v.mu.RUnlock()
-	// Overlap by a second so a revocation committed with a slightly older
-	// timestamp by another node is not missed.
-	if !since.IsZero() {
-		since = since.Add(-time.Second)
-	}
-	list, err := v.st.RevokedSince(ctx, since, now)
-	if err != nil {
-		return fmt.Errorf("revocation: %w", err)
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	for _, t := range list {
-		v.revoked[t.JTI] = t.ExpiresAt
-	}
-	for jti, exp := range v.revoked {
-		if !exp.After(now) {
-			delete(v.revoked, jti)
-		}
-	}
-	v.syncedTo = now
-	return nil
-}
+func (v *View) Sync(ctx context.Context) error { return v.set.Sync(ctx) }
 
 // Len returns the number of live revocations held.
-func (v *View) Len() int {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return len(v.revoked)
-}
+func (v *View) Len() int { return v.set.Len() }

@@ -2,12 +2,10 @@ package workload
 
 import (
 	"context"
-	"fmt"
 	"math/big"
-	"sync"
-	"sync/atomic"
 	"time"
 
+	"github.com/keybound/keybound/internal/expiring"
 	"github.com/keybound/keybound/internal/store"
 )
 
@@ -24,22 +22,23 @@ type RevocationStore interface {
 //
 // It is safe for concurrent use. The zero value is not usable; use NewView.
 type View struct {
-	st  RevocationStore
-	now func() time.Time
-
-	mu       sync.RWMutex
-	revoked  map[string]time.Time // serial -> NotAfter
-	syncedTo time.Time
-	// gen changes whenever an entry is added, so the CRL knows to re-sign.
-	gen atomic.Uint64
+	set *expiring.Set // serial -> NotAfter
 }
 
 // NewView returns an empty view over st; call Sync to load it.
 func NewView(st RevocationStore, now func() time.Time) *View {
-	if now == nil {
-		now = time.Now
+	load := func(ctx context.Context, since, now time.Time) ([]expiring.Entry, error) {
+		list, err := st.CertificatesRevokedSince(ctx, since, now)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]expiring.Entry, len(list))
+		for i, c := range list {
+			out[i] = expiring.Entry{Key: c.Serial, Expires: c.NotAfter}
+		}
+		return out, nil
 	}
-	return &View{st: st, now: now, revoked: map[string]time.Time{}}
+	return &View{set: expiring.New("workload: revocation view", load, MaxRevocations, now)}
 }
 
 // SerialHex is the store's form of a serial number.
@@ -51,69 +50,20 @@ func SerialHex(n *big.Int) string {
 }
 
 // Revoked reports whether the certificate with serial (SerialHex form) was
-// revoked.
-func (v *View) Revoked(serial string) bool {
-	v.mu.RLock()
-	_, ok := v.revoked[serial]
-	v.mu.RUnlock()
-	return ok
-}
+// revoked. While more revocations are live than the view can hold, it
+// reports every serial as revoked (fail closed).
+func (v *View) Revoked(serial string) bool { return v.set.Has(serial) }
 
 // add records a revocation made in this process.
-func (v *View) add(serial string, notAfter time.Time) error {
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	if _, ok := v.revoked[serial]; !ok && len(v.revoked) >= MaxRevocations {
-		return fmt.Errorf("workload: revocation view holds %d entries; refusing to grow further", MaxRevocations)
-	}
-	v.revoked[serial] = notAfter
-	v.gen.Add(1)
-	return nil
-}
+func (v *View) add(serial string, notAfter time.Time) error { return v.set.Add(serial, notAfter) }
 
 // Sync loads revocations made since the last sync (by any node) and drops
 // entries of expired certificates. The first call loads every live one.
-func (v *View) Sync(ctx context.Context) error {
-	now := v.now().UTC()
-	v.mu.RLock()
-	since := v.syncedTo
-	v.mu.RUnlock()
-	// Overlap by a second, so a revocation stamped slightly earlier by
-	// another node's clock is not missed.
-	if !since.IsZero() {
-		since = since.Add(-time.Second)
-	}
-	list, err := v.st.CertificatesRevokedSince(ctx, since, now)
-	if err != nil {
-		return fmt.Errorf("workload: sync revocations: %w", err)
-	}
-	v.mu.Lock()
-	defer v.mu.Unlock()
-	added := false
-	for _, c := range list {
-		if _, ok := v.revoked[c.Serial]; !ok {
-			if len(v.revoked) >= MaxRevocations {
-				return fmt.Errorf("workload: revocation view holds %d entries; refusing to grow further", MaxRevocations)
-			}
-			added = true
-		}
-		v.revoked[c.Serial] = c.NotAfter
-	}
-	for s, exp := range v.revoked {
-		if !exp.After(now) {
-			delete(v.revoked, s)
-		}
-	}
-	if added {
-		v.gen.Add(1)
-	}
-	v.syncedTo = now
-	return nil
-}
+func (v *View) Sync(ctx context.Context) error { return v.set.Sync(ctx) }
 
 // Len returns the number of live revocations held.
-func (v *View) Len() int {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return len(v.revoked)
-}
+func (v *View) Len() int { return v.set.Len() }
+
+// gen changes whenever a revocation enters the view, so the CRL knows to
+// re-sign.
+func (v *View) gen() uint64 { return v.set.Gen() }

@@ -640,7 +640,7 @@ func (s *Service) Bundle() []byte { return s.Issuer.BundlePEM() }
 // revocation arrived or the cached one is older than crlRefresh.
 func (s *Service) CRL(ctx context.Context) ([]byte, error) {
 	now := s.now()
-	gen := s.View.gen.Load()
+	gen := s.View.gen()
 	s.crlMu.Lock()
 	defer s.crlMu.Unlock()
 	if s.crl != nil && s.crlGen == gen && now.Sub(s.crlMade) < crlRefresh && !now.Before(s.crlMade) {
