@@ -133,7 +133,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	a.CAFile = filepath.Join(tlsDir, ca.CACertFile)
 	var cert tls.Certificate
 	if cfg.Server.CertFile != "" {
-		if err = checkSecretFile(log, "server.key_file", cfg.Server.KeyFile); err == nil {
+		if err = checkFileMode(log, "server.key_file", cfg.Server.KeyFile, kindSecret); err == nil {
 			cert, err = tls.LoadX509KeyPair(cfg.Server.CertFile, cfg.Server.KeyFile)
 		}
 	} else {
@@ -151,6 +151,9 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		clientCAs.AddCert(r)
 	}
 	if cfg.Server.ClientCAFile != "" {
+		if err := checkFileMode(log, "server.client_ca_file", cfg.Server.ClientCAFile, kindTrust); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
 		b, err := os.ReadFile(cfg.Server.ClientCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("app: server.client_ca_file: %w", err)
@@ -480,7 +483,7 @@ func serverNames(issuer string, addrsOrURLs ...string) []string {
 // root and intermediate in tlsDir (created on first start).
 func loadWorkloadIssuer(cfg config.Config, tlsDir string, now time.Time, log *slog.Logger) (*ca.Issuer, error) {
 	if cfg.WorkloadCA.CertFile != "" {
-		if err := checkSecretFile(log, "workload_ca.key_file", cfg.WorkloadCA.KeyFile); err != nil {
+		if err := checkFileMode(log, "workload_ca.key_file", cfg.WorkloadCA.KeyFile, kindSecret); err != nil {
 			return nil, fmt.Errorf("app: %w", err)
 		}
 		return ca.LoadWorkloadIssuer(cfg.WorkloadCA.CertFile, cfg.WorkloadCA.KeyFile, now)

@@ -135,6 +135,9 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 func (a *App) remoteTokens(gc config.Gateway, reg prometheus.Registerer) (*accesstoken.Verifier, error) {
 	var roots *x509.CertPool
 	if gc.IssuerCAFile != "" {
+		if err := checkFileMode(a.log, "gateway.issuer_ca_file", gc.IssuerCAFile, kindTrust); err != nil {
+			return nil, fmt.Errorf("app: %w", err)
+		}
 		p, err := CAPool(gc.IssuerCAFile)
 		if err != nil {
 			return nil, fmt.Errorf("app: gateway.issuer_ca_file: %w", err)

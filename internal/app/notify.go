@@ -33,7 +33,7 @@ func (a *App) buildNotify(admin *adminapi.API, reg prometheus.Registerer) error 
 		load := notify.LoadSecret
 		if secretFile == "" {
 			secretFile, load = filepath.Join(a.cfg.DataDir, WebhookSecretFile), notify.LoadOrCreateSecret
-		} else if err := checkSecretFile(a.log, "governance.notify.webhook.secret_file", secretFile); err != nil {
+		} else if err := checkFileMode(a.log, "governance.notify.webhook.secret_file", secretFile, kindSecret); err != nil {
 			return fmt.Errorf("app: %w", err)
 		}
 		secret, err := load(secretFile)
@@ -42,6 +42,9 @@ func (a *App) buildNotify(admin *adminapi.API, reg prometheus.Registerer) error 
 		}
 		wc := notify.WebhookConfig{URL: w.URL, Secret: secret, Timeout: w.Timeout}
 		if w.CAFile != "" {
+			if err := checkFileMode(a.log, "governance.notify.webhook.ca_file", w.CAFile, kindTrust); err != nil {
+				return fmt.Errorf("app: %w", err)
+			}
 			if wc.RootCAs, err = CAPool(w.CAFile); err != nil {
 				return fmt.Errorf("app: governance.notify.webhook.ca_file: %w", err)
 			}
