@@ -50,10 +50,11 @@ func (q *queue) push(ev store.AuditEvent) int {
 	}
 	if len(q.evs) == cap(q.evs) {
 		// Double (append grows large slices by a quarter, which costs a
-		// backlog five copies of every event instead of two).
-		grown := make([]store.AuditEvent, len(q.evs), max(64, min(2*cap(q.evs), q.head+q.limit)))
-		copy(grown, q.evs)
-		q.evs = grown
+		// backlog five copies of every event instead of two), never past
+		// the bound, and leave the taken slots behind.
+		grown := make([]store.AuditEvent, n, max(64, min(2*cap(q.evs), q.limit)))
+		copy(grown, q.evs[q.head:])
+		q.evs, q.head = grown, 0
 	}
 	q.evs = append(q.evs, ev)
 	q.depth.Store(int64(n + 1))

@@ -30,6 +30,9 @@ func TestQueueOrderAndBound(t *testing.T) {
 			if n > 0 {
 				next++
 			}
+			if c := cap(q.evs); c > max(64, limit) {
+				t.Fatalf("step %d: backing array of %d slots for a bound of %d", i, c, limit)
+			}
 		}
 		got := q.take(nil, s.take)
 		for _, ev := range got {

@@ -17,7 +17,10 @@ import (
 // log file behind a journal commit that another process's fsync forced, a
 // full pipe to a slow collector), lines collect in memory until
 // LogBufferMax; only past that does Write block, so a stuck output slows
-// logging down rather than losing lines or growing without bound. (The
+// logging down rather than losing lines or growing without bound. (With
+// the batch being written, that is at most twice LogBufferMax.) A batch
+// the output refuses is dropped: Flush returns the error, and slog, which
+// is what writes here, has nowhere to report it. (The
 // earlier bufio.Writer version wrote under the lock, from whichever request
 // filled the buffer: one slow write(2) held up every request that logged,
 // which showed in the gateway's tail latency.)
@@ -35,9 +38,10 @@ type LogBuffer struct {
 	out     io.Writer
 	writeMu sync.Mutex // one write to out at a time, in line order
 
-	kick chan struct{} // wakes the flusher early: LogBufferSize pending
-	stop chan struct{}
-	done chan struct{}
+	kick     chan struct{} // wakes the flusher early: LogBufferSize pending
+	stop     chan struct{}
+	stopOnce sync.Once
+	done     chan struct{}
 }
 
 const (
@@ -140,11 +144,7 @@ func (b *LogBuffer) keep(batch []byte) {
 // Close stops the flusher and writes out what is left. Writes after Close
 // are still accepted and buffered; call Flush to force them out.
 func (b *LogBuffer) Close() error {
-	select {
-	case <-b.stop:
-	default:
-		close(b.stop)
-	}
+	b.stopOnce.Do(func() { close(b.stop) })
 	<-b.done
 	b.mu.Lock()
 	b.closed = true

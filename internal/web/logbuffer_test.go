@@ -196,3 +196,25 @@ func TestLogBufferWriteAfterCloseNeverHangs(t *testing.T) {
 		t.Errorf("%d bytes written, want %d", len(s), 3*len(big))
 	}
 }
+
+// TestLogBufferConcurrentClose: Close from several goroutines at once
+// neither panics nor loses the last lines.
+func TestLogBufferConcurrentClose(t *testing.T) {
+	out := &lockedBuffer{}
+	b := NewLogBuffer(out, time.Hour)
+	_, _ = b.Write([]byte("last\n"))
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := b.Close(); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if s, _ := out.snapshot(); s != "last\n" {
+		t.Errorf("output %q, want the one line once", s)
+	}
+}
