@@ -13,6 +13,8 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
+	"time"
 
 	"github.com/keybound/keybound/internal/store"
 	"github.com/keybound/keybound/internal/store/sqlite"
@@ -86,4 +88,40 @@ func countLines(path string, keep func([]byte) bool) (int64, error) {
 		}
 	}
 	return n, s.Err()
+}
+
+// insideLatencies fills each open-loop result of keybound's with the
+// latency keybound itself recorded (latency_micros: from the handler's
+// start to the end of the proxied response) for the requests that arrived
+// inside its rounds. Set beside the generator's latency, it shows how much
+// of the tail is spent inside keybound and how much in the kernel, TLS and
+// the generator.
+func insideLatencies(auditFile string, rs []*result) error {
+	f, err := os.Open(auditFile)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	s.Buffer(make([]byte, 64<<10), 4<<20)
+	for s.Scan() {
+		var ev struct {
+			Time    time.Time `json:"time"`
+			Latency int64     `json:"latency_micros"`
+		}
+		if json.Unmarshal(s.Bytes(), &ev) != nil {
+			continue
+		}
+		for _, r := range rs {
+			for _, w := range r.windows {
+				if !ev.Time.Before(w.start) && ev.Time.Before(w.end) {
+					r.inside = append(r.inside, time.Duration(ev.Latency)*time.Microsecond)
+				}
+			}
+		}
+	}
+	for _, r := range rs {
+		slices.Sort(r.inside)
+	}
+	return s.Err()
 }

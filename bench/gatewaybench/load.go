@@ -83,7 +83,15 @@ type result struct {
 	dials    int64                    // connections opened inside the window
 	// perRound holds each round's figures, before merging.
 	perRound []roundFigures
+	// windows are the measured spans of keybound's open-loop rounds, to
+	// pick their events out of the audit trail; inside is the latency the
+	// gateway recorded for them, sorted.
+	windows []window
+	inside  []time.Duration
 }
+
+// window is one measured span.
+type window struct{ start, end time.Time }
 
 // roundFigures are the headline figures of one round.
 type roundFigures struct {
@@ -494,6 +502,9 @@ func (b *bench) open(ctx context.Context, m *mode, rate float64, dur time.Durati
 		return nil, err
 	}
 	r := &result{mode: m, open: true, conns: n, offered: rate, wall: wall, onTheFly: b.proofs.onTheFly.Load(), dials: dials.Load()}
+	if m.front == procKeybound {
+		r.windows = []window{{start, start.Add(wall)}}
+	}
 	r.setCPU(s0, s1)
 	r.collect(workers)
 	slices.Sort(r.lag)
@@ -504,6 +515,7 @@ func (b *bench) open(ctx context.Context, m *mode, rate float64, dur time.Durati
 // merge adds o, another round of the same mode and loop, to r.
 func (r *result) merge(o *result) {
 	r.perRound = append(r.perRound, o.perRound...)
+	r.windows = append(r.windows, o.windows...)
 	r.ok += o.ok
 	r.wall += o.wall
 	r.onTheFly += o.onTheFly

@@ -259,6 +259,9 @@ func (b *bench) run(ctx context.Context) error {
 	// what reached each audit sink.
 	b.keybound.stop(20 * time.Second)
 	b.audit = countAudit(ctx, b.dataDir, b.auditFile, b.gatewayAnswers.Load(), b.keybound.log)
+	if err := insideLatencies(b.auditFile, b.openResults); err != nil {
+		logf("reading keybound's own latencies from %s: %v", b.auditFile, err)
+	}
 	b.report(os.Stdout)
 	return nil
 }
