@@ -466,3 +466,57 @@ func TestInvalidConfigRefusedBeforeStart(t *testing.T) {
 		})
 	}
 }
+
+// TestWritableKeyFilesRefuseStart: a key, secret or trusted-CA file that
+// any user can write stops app.New with an error naming the setting and
+// the file, for each setting that names one.
+func TestWritableKeyFilesRefuseStart(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	secret := strings.Repeat("s", 40)
+	okSecret := file("ok-secret", secret, 0o600)
+	tests := []struct {
+		setting string
+		mutate  func(c *config.Config, bad string)
+	}{
+		{"server.key_file", func(c *config.Config, bad string) {
+			c.Server.CertFile, c.Server.KeyFile = file("server.pem", "x", 0o644), bad
+		}},
+		{"server.client_ca_file", func(c *config.Config, bad string) { c.Server.ClientCAFile = bad }},
+		{"workload_ca.key_file", func(c *config.Config, bad string) {
+			c.WorkloadCA.CertFile, c.WorkloadCA.KeyFile = file("wl.pem", "x", 0o644), bad
+		}},
+		{"governance.notify.webhook.secret_file", func(c *config.Config, bad string) {
+			c.Governance.Notify.Webhook.URL, c.Governance.Notify.Webhook.SecretFile = "https://127.0.0.1:1/hook", bad
+		}},
+		{"governance.notify.webhook.ca_file", func(c *config.Config, bad string) {
+			w := &c.Governance.Notify.Webhook
+			w.URL, w.SecretFile, w.CAFile = "https://127.0.0.1:1/hook", okSecret, bad
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.setting, func(t *testing.T) {
+			bad := file(strings.ReplaceAll(tt.setting, ".", "-"), secret, 0o666)
+			cfg := config.Default()
+			cfg.DataDir = filepath.Join(t.TempDir(), "data")
+			cfg.Server.Addr = "127.0.0.1:0"
+			tt.mutate(&cfg, bad)
+			a, err := app.New(context.Background(), cfg, slog.New(slog.DiscardHandler))
+			if err == nil {
+				t.Fatalf("app.New started with a world-writable file: %+v", a)
+			}
+			if want := tt.setting + ": " + bad + " can be written by any user (mode 0666)"; !strings.Contains(err.Error(), want) {
+				t.Errorf("error %q, want it to contain %q", err, want)
+			}
+		})
+	}
+}
