@@ -90,8 +90,8 @@ type ReviewStore interface {
 	// AppendReview appends r and ev if the client r.ClientID still has
 	// UpdatedAt clientUpdatedAt (so a review never lands on an identity
 	// whose owner or status changed since it was read, nor on one whose
-	// owner is now marked departed): otherwise ErrStale, or ErrNotFound. A review with no client, an unknown kind or a zero
-	// Time is an error.
+	// owner is now marked departed): otherwise ErrStale, or ErrNotFound.
+	// A review with no client, an unknown kind or a zero Time is an error.
 	AppendReview(ctx context.Context, r Review, clientUpdatedAt time.Time, ev AdminEvent) error
 	// LatestReviews returns the newest review of each kind of each client
 	// (newest by append order), ordered by client ID then kind.

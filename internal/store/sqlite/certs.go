@@ -47,7 +47,7 @@ func scanCert(r scanner) (*store.WorkloadCertificate, error) {
 
 // clientExists reports whether the client row exists, inside tx.
 func clientExists(ctx context.Context, tx *sql.Tx, id string) error {
-	exists, err := rowExists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, id)
+	exists, err := rowExists(ctx, tx, clientRow.existsSQL, id)
 	switch {
 	case err != nil:
 		return wrap("look up client", err)

@@ -276,19 +276,35 @@ func (s *Store) UpdateClient(ctx context.Context, c *identity.Client, prevUpdate
 			created_at = ?, updated_at = ?, expires_at = ?, scopes = ?, audiences = ?, auth_method = ?, jwks = ?,
 			tls_subject_dn = ?, tls_san_uri = ?, tls_san_dns = ?, secret_salt = ?, secret_hash = ?,
 			secret_lookup = ?, binding = ?, token_lifetime = ?, tags = ?, previous = ?, prev_secret_lookup = ?
-			WHERE id = ? AND updated_at IS ?`, append(args, prev), `SELECT 1 FROM clients WHERE id = ?`, c.ID); err != nil {
+			WHERE id = ? AND updated_at IS ?`, append(args, prev), clientRow, c.ID); err != nil {
 			return err
 		}
 		return s.insertEvents(ctx, tx, evArgs)
 	})
 }
 
-// updateIfUnchanged runs an optimistic UPDATE, whose WHERE compares the
-// row's updated_at, and tells a row that changed since it was read
-// (store.ErrStale) from one that does not exist (store.ErrNotFound):
-// existsSQL selects 1 for key.
-func updateIfUnchanged(ctx context.Context, tx *sql.Tx, op, updateSQL string, args []any, existsSQL string, key any) error {
+// rowKind is a table's rows as optimistic writes name them: what an error
+// calls one, and the SELECT 1 that finds one by its key.
+type rowKind struct{ name, existsSQL string }
+
+var (
+	clientRow       = rowKind{"client", `SELECT 1 FROM clients WHERE id = ?`}
+	ownerRow        = rowKind{"owner", `SELECT 1 FROM owners WHERE name = ?`}
+	notificationRow = rowKind{"notification", `SELECT 1 FROM notifications WHERE id = ?`}
+)
+
+// updateIfUnchanged runs an optimistic UPDATE of the k row key, whose WHERE
+// compares the row's version (updated_at, or a claim), and tells a row that
+// changed since it was read (store.ErrStale) from one that does not exist
+// (store.ErrNotFound).
+func updateIfUnchanged(ctx context.Context, tx *sql.Tx, op, updateSQL string, args []any, k rowKind, key any) error {
 	res, err := tx.ExecContext(ctx, updateSQL, args...)
+	return updatedOne(ctx, tx, op, k, key, res, err)
+}
+
+// updatedOne checks the outcome of an optimistic UPDATE of the k row key:
+// nil if it changed the row, else why it did not (missingOrStale).
+func updatedOne(ctx context.Context, tx *sql.Tx, op string, k rowKind, key any, res sql.Result, err error) error {
 	if err != nil {
 		return wrap(op, err)
 	}
@@ -299,26 +315,20 @@ func updateIfUnchanged(ctx context.Context, tx *sql.Tx, op, updateSQL string, ar
 	if n > 0 {
 		return nil
 	}
-	exists, err := rowExists(ctx, tx, existsSQL, key)
-	switch {
-	case err != nil:
-		return wrap(op, err)
-	case !exists:
-		return fmt.Errorf("sqlite: %s: %w", op, store.ErrNotFound)
-	}
-	return fmt.Errorf("sqlite: %s: %w", op, store.ErrStale)
+	return missingOrStale(ctx, tx, op, k, key)
 }
 
-// clientMissingOrStale tells why a compare-on-updated_at matched no row.
-func clientMissingOrStale(ctx context.Context, tx *sql.Tx, op, id string) error {
-	exists, err := rowExists(ctx, tx, `SELECT 1 FROM clients WHERE id = ?`, id)
+// missingOrStale tells why a compare on the k row key's version matched no
+// row: the row is gone (store.ErrNotFound) or changed (store.ErrStale).
+func missingOrStale(ctx context.Context, tx *sql.Tx, op string, k rowKind, key any) error {
+	exists, err := rowExists(ctx, tx, k.existsSQL, key)
 	switch {
 	case err != nil:
 		return wrap(op, err)
 	case !exists:
-		return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrNotFound)
+		return fmt.Errorf("sqlite: %s: %s %v: %w", op, k.name, key, store.ErrNotFound)
 	}
-	return fmt.Errorf("sqlite: %s: client %s: %w", op, id, store.ErrStale)
+	return fmt.Errorf("sqlite: %s: %s %v: %w", op, k.name, key, store.ErrStale)
 }
 
 // clientChange is one client's change in a batch (SetClientsStatus,
@@ -363,15 +373,8 @@ func applyClientChanges(ctx context.Context, tx *sql.Tx, op, column string, cs [
 	defer stmt.Close()
 	for _, c := range cs {
 		res, err := stmt.ExecContext(ctx, c.value, c.updated, c.id, c.prev)
-		if err != nil {
-			return wrap(op, err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return wrap(op, err)
-		}
-		if n == 0 {
-			return clientMissingOrStale(ctx, tx, op, c.id)
+		if err := updatedOne(ctx, tx, op, clientRow, c.id, res, err); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -42,6 +42,20 @@ func encodeTime(field string, t time.Time) (any, error) {
 	return t.UnixNano(), nil
 }
 
+// encodeTimes is encodeTime for several times at once: names[i] names
+// ts[i] in errors.
+func encodeTimes(names []string, ts ...time.Time) ([]any, error) {
+	out := make([]any, len(ts))
+	for i, t := range ts {
+		v, err := encodeTime(names[i], t)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
 // encodeBound is encodeTime for a lower bound of a range query. The zero
 // time, which encodeTime makes NULL (and NULL compares false with
 // everything), becomes the earliest storable instant: a zero since means

@@ -32,19 +32,6 @@ func checkNotificationState(op string, status store.NotificationStatus, attempts
 	return nil
 }
 
-// encodeTimes encodes named times in order.
-func encodeTimes(names []string, ts ...time.Time) ([]any, error) {
-	out := make([]any, len(ts))
-	for i, t := range ts {
-		v, err := encodeTime(names[i], t)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = v
-	}
-	return out, nil
-}
-
 func scanNotification(r scanner) (*store.Notification, error) {
 	var (
 		n                                 store.Notification
@@ -184,26 +171,10 @@ func (s *Store) UpdateNotification(ctx context.Context, id string, claimed time.
 		return err
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		res, err := tx.ExecContext(ctx, `UPDATE notifications
+		return updateIfUnchanged(ctx, tx, op, `UPDATE notifications
 			SET status = ?, attempts = ?, last_error = ?, last_attempt_at = ?, next_attempt_at = ?, delivered_at = ?
 			WHERE id = ? AND status = 'pending' AND next_attempt_at = ?`,
-			string(u.Status), u.Attempts, u.LastError, ts[1], ts[2], ts[3], id, ts[0])
-		if err != nil {
-			return wrap(op, err)
-		}
-		if k, err := res.RowsAffected(); err != nil {
-			return wrap(op, err)
-		} else if k == 1 {
-			return nil
-		}
-		exists, err := rowExists(ctx, tx, `SELECT 1 FROM notifications WHERE id = ?`, id)
-		switch {
-		case err != nil:
-			return wrap(op, err)
-		case !exists:
-			return fmt.Errorf("sqlite: notification %q: %w", id, store.ErrNotFound)
-		}
-		return fmt.Errorf("sqlite: notification %q: %w", id, store.ErrStale)
+			[]any{string(u.Status), u.Attempts, u.LastError, ts[1], ts[2], ts[3], id, ts[0]}, notificationRow, id)
 	})
 }
 

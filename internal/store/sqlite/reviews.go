@@ -112,7 +112,7 @@ func (s *Store) UpdateOwner(ctx context.Context, o store.Owner, prevUpdatedAt ti
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
 		if err := updateIfUnchanged(ctx, tx, "update owner", `UPDATE owners SET contact = ?, status = ?, created_at = ?, updated_at = ?, departed_at = ?
-			WHERE name = ? AND updated_at IS ?`, append(args, prev), `SELECT 1 FROM owners WHERE name = ?`, o.Name); err != nil {
+			WHERE name = ? AND updated_at IS ?`, append(args, prev), ownerRow, o.Name); err != nil {
 			return err
 		}
 		return s.insertEvents(ctx, tx, evArgs)
@@ -223,7 +223,7 @@ func (s *Store) AppendReview(ctx context.Context, r store.Review, clientUpdatedA
 		case err != nil:
 			return wrap("append review", err)
 		case !unchanged:
-			return clientMissingOrStale(ctx, tx, "append review", r.ClientID)
+			return missingOrStale(ctx, tx, "append review", clientRow, r.ClientID)
 		}
 		// An owner who departed after the client was read cannot vouch for
 		// it: the departure does not touch the client row, so check it here,

@@ -269,3 +269,31 @@ func BenchmarkGetClient(b *testing.B) {
 		}
 	}
 }
+
+// TestOptimisticErrorsNameTheRow: an optimistic write that matched no row
+// says which row was missing or stale, so the log line names it.
+func TestOptimisticErrorsNameTheRow(t *testing.T) {
+	s := openAt(t, filepath.Join(t.TempDir(), "keybound.db"))
+	defer s.Close()
+	ctx := t.Context()
+	ev := store.AdminEvent{Time: epoch, Actor: "admin", Action: "test", Target: "x"}
+	owner := store.Owner{Name: "team-a", Status: store.OwnerActive, CreatedAt: epoch, UpdatedAt: epoch}
+	if err := s.CreateOwner(ctx, owner, ev); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		err  error
+		want error
+		text string
+	}{
+		{"missing owner", s.UpdateOwner(ctx, store.Owner{Name: "nobody", Status: store.OwnerActive}, epoch, ev), store.ErrNotFound, "sqlite: update owner: owner nobody: "},
+		{"stale owner", s.UpdateOwner(ctx, owner, epoch.Add(time.Second), ev), store.ErrStale, "sqlite: update owner: owner team-a: "},
+		{"missing notification", s.UpdateNotification(ctx, "ntf-x", epoch, store.NotificationUpdate{Status: store.NotificationFailed}), store.ErrNotFound, "sqlite: update notification: notification ntf-x: "},
+		{"missing client", s.SetClientsStatus(ctx, []store.StatusChange{{ID: "c-x", Status: identity.StatusRevoked, UpdatedAt: epoch}}, nil), store.ErrNotFound, "sqlite: set clients status: client c-x: "},
+	} {
+		if !errors.Is(tc.err, tc.want) || tc.err.Error() != tc.text+tc.want.Error() {
+			t.Errorf("%s: %v, want %q%v", tc.name, tc.err, tc.text, tc.want)
+		}
+	}
+}
