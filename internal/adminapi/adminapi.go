@@ -205,6 +205,20 @@ func fieldErrors(ve *inventory.ValidationError) []problem.FieldError {
 	return out
 }
 
+// invalid is the 400 problem of a request refused field by field: errors
+// names each field and what to fix (the CLI prints them on its one line),
+// and nothing was changed.
+func invalid(slug, title string, fields ...problem.FieldError) *problem.Details {
+	pd := problem.New(http.StatusBadRequest, slug, title, "nothing was changed: fix the fields listed in errors and send the request again")
+	pd.Errors = fields
+	return pd
+}
+
+// badField is invalid for one field of a request body.
+func badField(field, detail string) *problem.Details {
+	return invalid("invalid-request", "Invalid request", problem.FieldError{Field: field, Detail: detail})
+}
+
 func orDefault(s, d string) string {
 	if s == "" {
 		return d

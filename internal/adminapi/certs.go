@@ -117,7 +117,8 @@ func certError(err error) error {
 
 func secondsParam(field string, v int64, max time.Duration) (time.Duration, error) {
 	if v < 0 || v > int64(max/time.Second) {
-		return 0, problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", field+" must be a number of seconds from 0 (the default) to "+strconv.FormatInt(int64(max/time.Second), 10))
+		return 0, invalid("invalid-parameter", "Invalid parameter",
+			problem.FieldError{Field: field, Detail: "must be a number of seconds from 0 (the default) to " + strconv.FormatInt(int64(max/time.Second), 10)})
 	}
 	return time.Duration(v) * time.Second, nil
 }
@@ -131,8 +132,14 @@ func (a *API) issueCert(w http.ResponseWriter, r *http.Request, caller *protect.
 	if err != nil {
 		return err
 	}
-	if req.ClientID == "" || req.CSR == "" {
-		return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "client_id and csr are required")
+	var missing []problem.FieldError
+	for _, f := range []struct{ name, v string }{{"client_id", req.ClientID}, {"csr", req.CSR}} {
+		if f.v == "" {
+			missing = append(missing, problem.FieldError{Field: f.name, Detail: "is required"})
+		}
+	}
+	if missing != nil {
+		return invalid("invalid-request", "Invalid request", missing...)
 	}
 	is, err := a.Certs.Issue(r.Context(), workload.Request{ClientID: req.ClientID, CSR: []byte(req.CSR), Lifetime: lifetime, Via: workload.ViaAdmin, Actor: actor(caller)})
 	if err != nil {
@@ -202,7 +209,8 @@ func (a *API) revokeCert(w http.ResponseWriter, r *http.Request, caller *protect
 	}
 	code, err := workload.ParseReason(body.ReasonCode)
 	if err != nil {
-		return problem.New(http.StatusBadRequest, "invalid-parameter", "Invalid parameter", "reason_code must be one of "+strings.Join(workload.ReasonNames, ", "))
+		return invalid("invalid-parameter", "Invalid parameter",
+			problem.FieldError{Field: "reason_code", Detail: "must be one of " + strings.Join(workload.ReasonNames, ", ")})
 	}
 	c, err := a.Certs.RevokeWithReason(r.Context(), actor(caller), r.PathValue("serial"), code, body.Reason)
 	if err != nil {
@@ -221,7 +229,7 @@ func (a *API) createJoinToken(w http.ResponseWriter, r *http.Request, caller *pr
 		return err
 	}
 	if req.ClientID == "" {
-		return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "client_id is required")
+		return badField("client_id", "is required")
 	}
 	jt, err := a.Certs.CreateJoinToken(r.Context(), actor(caller), req.ClientID, ttl)
 	if err != nil {

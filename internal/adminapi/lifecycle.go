@@ -45,7 +45,7 @@ func (a *API) rotateClient(w http.ResponseWriter, r *http.Request, caller *prote
 	id := r.PathValue("id")
 	if body.RetirePrevious {
 		if len(body.JWKS) > 0 || body.TLSSubjectDN != "" || body.TLSSANDNS != "" || body.TLSSANURI != "" || body.OverlapSeconds != 0 {
-			return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "retire_previous ends the open overlap and takes no other field; rotate in a separate request")
+			return badField("retire_previous", "ends the open overlap and takes no other field; rotate in a separate request")
 		}
 		c, err := a.Inventory.RetireNow(r.Context(), actor(caller), id)
 		if errors.Is(err, inventory.ErrNoRotation) {
@@ -57,11 +57,20 @@ func (a *API) rotateClient(w http.ResponseWriter, r *http.Request, caller *prote
 		return writeJSON(w, http.StatusOK, viewOf(c))
 	}
 	if body.OverlapSeconds < 0 || body.OverlapSeconds > MaxOverlapSeconds {
-		return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "overlap_seconds must be from 1 to the server's maximum, or 0 for the default")
+		return badField("overlap_seconds", "must be from 1 to the server's maximum, or 0 for the default")
 	}
 	body.Overlap = time.Duration(body.OverlapSeconds) * time.Second
 	out, err := a.Inventory.Rotate(r.Context(), actor(caller), id, body.RotateRequest)
+	var ve *inventory.ValidationError
 	switch {
+	case errors.As(err, &ve):
+		fields := fieldErrors(ve)
+		for i := range fields {
+			if fields[i].Field == "overlap" { // inventory's Overlap is overlap_seconds on the wire
+				fields[i].Field = "overlap_seconds"
+			}
+		}
+		return invalid("invalid-request", "Rotation refused", fields...)
 	case errors.Is(err, inventory.ErrRotationOpen):
 		return problem.New(http.StatusConflict, "rotation-open", "Rotation already open", strings.TrimPrefix(err.Error(), "inventory: "))
 	case errors.Is(err, inventory.ErrNotRotatable):
@@ -91,7 +100,7 @@ func (a *API) downscopeClient(w http.ResponseWriter, r *http.Request, caller *pr
 	}
 	id := r.PathValue("id")
 	if len(body.Remove) == 0 && !body.Unused {
-		return problem.New(http.StatusBadRequest, "invalid-request", "Invalid request", "name scopes to remove, or set unused to remove the scopes not used in 90 days")
+		return badField("remove", "names no scope: name scopes to remove, or set unused to remove the scopes not used in 90 days")
 	}
 	remove := body.Remove
 	if body.Unused {
@@ -111,7 +120,11 @@ func (a *API) downscopeClient(w http.ResponseWriter, r *http.Request, caller *pr
 		}
 	}
 	out, err := a.Inventory.Downscope(r.Context(), actor(caller), id, remove, body.Apply)
-	if err != nil {
+	var ve *inventory.ValidationError
+	switch {
+	case errors.As(err, &ve):
+		return invalid("invalid-request", "Downscope refused", fieldErrors(ve)...)
+	case err != nil:
 		return err
 	}
 	return writeJSON(w, http.StatusOK, out)

@@ -69,10 +69,7 @@ func (a *API) offboard(w http.ResponseWriter, r *http.Request, caller *protect.C
 	var ve *inventory.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		pd := problem.New(http.StatusBadRequest, "invalid-offboard", "Offboarding refused",
-			"nothing was changed: fix the fields listed in errors and send the request again")
-		pd.Errors = fieldErrors(ve)
-		return pd
+		return invalid("invalid-offboard", "Offboarding refused", fieldErrors(ve)...)
 	case errors.Is(err, store.ErrStale), errors.Is(err, store.ErrNotFound):
 		return problem.New(http.StatusConflict, "conflict", "Concurrent change",
 			"a matching identity changed while the offboarding ran; nothing was changed; send the request again")

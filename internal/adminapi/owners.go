@@ -88,9 +88,7 @@ func ownerProblem(err error, title string) error {
 	var ve *inventory.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		pd := problem.New(http.StatusBadRequest, "invalid-owner-request", title, "nothing was changed: fix the fields listed in errors and send the request again")
-		pd.Errors = fieldErrors(ve)
-		return pd
+		return invalid("invalid-owner-request", title, fieldErrors(ve)...)
 	case errors.Is(err, store.ErrConflict):
 		return problem.New(http.StatusConflict, "owner-exists", title, "an owner of that name is in the directory already")
 	case errors.Is(err, inventory.ErrNoDirectory):
@@ -173,7 +171,8 @@ func (a *API) transfer(w http.ResponseWriter, r *http.Request, caller *protect.C
 		return err
 	}
 	if clientID != "" && req.From != "" {
-		return problem.New(http.StatusBadRequest, "invalid-owner-request", "Transfer refused", "from is not accepted when transferring one client: the client's owner is the source")
+		return invalid("invalid-owner-request", "Transfer refused",
+			problem.FieldError{Field: "from", Detail: "is not accepted when transferring one client: the client's owner is the source"})
 	}
 	res, err := dir.Transfer(r.Context(), actor(caller), inventory.TransferRequest{From: req.From, ClientID: clientID, To: req.To, Reason: req.Reason, DryRun: req.DryRun})
 	switch {

@@ -3,7 +3,6 @@ package adminapi
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 	"time"
@@ -73,6 +72,30 @@ type AttestRequest struct {
 
 var reviewParams = []string{"state", "environment", "owner"}
 
+// ParseReviewQuery reads the query of GET /admin/v1/reviews: state (due,
+// overdue, lapsed, current or all; none: what needs attention), environment
+// and owner. The CLI calls it to refuse bad flags before any request, in
+// the same words.
+func ParseReviewQuery(rawQuery string) (review.Filter, error) {
+	p, err := newQueryParser(rawQuery, reviewParams)
+	if err != nil {
+		return review.Filter{}, err
+	}
+	f := review.Filter{State: p.get("state"), Environment: p.get("environment"), Owner: p.get("owner")}
+	switch review.State(f.State) {
+	case "", review.StateDue, review.StateOverdue, review.StateLapsed, review.StateCurrent, review.FilterAll:
+	default:
+		p.bad("state", "must be due, overdue, lapsed, current or all, not %q", f.State)
+	}
+	if len(f.Environment) > identity.MaxTextLen {
+		p.bad("environment", "is longer than %d bytes", identity.MaxTextLen)
+	}
+	if len(f.Owner) > identity.MaxTextLen {
+		p.bad("owner", "is longer than %d bytes", identity.MaxTextLen)
+	}
+	return f, p.done()
+}
+
 func reviewItemOf(it review.Item) ReviewItem {
 	v := ReviewItem{
 		ClientID: it.Client.ID, Name: it.Client.Name, Owner: it.Client.Owner, Environment: it.Client.Environment,
@@ -98,26 +121,11 @@ func (a *API) listReviews(w http.ResponseWriter, r *http.Request, _ *protect.Cal
 	if err != nil {
 		return err
 	}
-	p, err := newQueryParser(r.URL.RawQuery, reviewParams)
+	f, err := ParseReviewQuery(r.URL.RawQuery)
 	if err != nil {
 		return err
 	}
-	f := review.Filter{State: p.get("state"), Environment: p.get("environment"), Owner: p.get("owner")}
-	if len(f.Environment) > identity.MaxTextLen {
-		p.bad("environment", "is longer than %d bytes", identity.MaxTextLen)
-	}
-	if len(f.Owner) > identity.MaxTextLen {
-		p.bad("owner", "is longer than %d bytes", identity.MaxTextLen)
-	}
-	if err := p.done(); err != nil {
-		return err
-	}
 	items, err := rv.List(r.Context(), f)
-	if errors.Is(err, review.ErrBadFilter) {
-		pd := badQuery()
-		pd.Errors = []problem.FieldError{{Field: "state", Detail: fmt.Sprintf("must be due, overdue, lapsed, current or all, not %q", f.State)}}
-		return pd
-	}
 	if err != nil {
 		return err
 	}

@@ -63,17 +63,31 @@ func newAdminAPI(ctx context.Context, g *globals) (*adminAPI, error) {
 // call sends a JSON request and decodes a JSON response into out. Problems
 // come back as one readable error.
 func (a *adminAPI) call(ctx context.Context, method, path string, in, out any) error {
+	pd, err := a.send(ctx, method, path, in, out)
+	if err != nil {
+		return err
+	}
+	if pd != nil {
+		return errors.New(problemText(pd))
+	}
+	return nil
+}
+
+// send is call for callers that report a problem's fields themselves: a
+// refusal comes back as pd, with err nil. An error answer that is not a
+// problem comes back as one with only its status and a title naming it.
+func (a *adminAPI) send(ctx context.Context, method, path string, in, out any) (*problem.Details, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body = bytes.NewReader(b)
 	}
 	req, err := http.NewRequestWithContext(ctx, method, a.base+path, body)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -82,37 +96,43 @@ func (a *adminAPI) call(ctx context.Context, method, path string, in, out any) e
 	if err != nil {
 		var se *sdk.Error
 		if errors.As(err, &se) {
-			return fmt.Errorf("the admin identity could not get a token: %s: %s", se.Code, se.Description)
+			return nil, fmt.Errorf("the admin identity could not get a token: %s: %s", se.Code, se.Description)
 		}
-		return fmt.Errorf("cannot reach keybound at %s (is `keybound serve` running?): %w", a.base, err)
+		return nil, fmt.Errorf("cannot reach keybound at %s (is `keybound serve` running?): %w", a.base, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if resp.StatusCode >= 300 {
-		var p problem.Details
-		if json.Unmarshal(b, &p) != nil || p.Title == "" {
-			return fmt.Errorf("admin API answered %s", resp.Status)
+		var pd problem.Details
+		if json.Unmarshal(b, &pd) != nil || pd.Title == "" {
+			return &problem.Details{Status: resp.StatusCode, Title: "admin API answered " + resp.Status}, nil
 		}
-		msg := p.Title
-		if p.Detail != "" {
-			msg += ": " + p.Detail
-		}
-		var fields []string
-		for _, f := range p.Errors {
-			fields = append(fields, f.Field+" "+f.Detail)
-		}
-		if len(fields) > 0 {
-			msg += " (" + strings.Join(fields, "; ") + ")"
-		}
-		return errors.New(msg)
+		return &pd, nil
 	}
 	if out == nil {
-		return nil
+		return nil, nil
 	}
-	return json.Unmarshal(b, out)
+	return nil, json.Unmarshal(b, out)
+}
+
+// problemText is a problem on one line: title, detail, then each field
+// error in parentheses.
+func problemText(pd *problem.Details) string {
+	msg := pd.Title
+	if pd.Detail != "" {
+		msg += ": " + pd.Detail
+	}
+	var fields []string
+	for _, f := range pd.Errors {
+		fields = append(fields, f.Field+" "+f.Detail)
+	}
+	if len(fields) > 0 {
+		msg += " (" + strings.Join(fields, "; ") + ")"
+	}
+	return msg
 }
 
 // clientTLS is the TLS configuration of a command that acts as a machine

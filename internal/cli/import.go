@@ -2,7 +2,6 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"encoding/csv"
 	"encoding/json"
 	"errors"
@@ -83,13 +82,16 @@ Callers keep their keys; keybound stores only a salted hash of each.`,
 				// every row's problems at once.
 				req := adminapi.ImportRequest{Rows: rows, DryRun: dryRun || len(problems) > 0}
 				var res adminapi.ImportResponse
-				pd, err := api.post(cmd.Context(), "/clients:import", req, &res)
+				pd, err := api.send(cmd.Context(), "POST", "/clients:import", req, &res)
 				if err != nil {
 					return err
 				}
 				if pd != nil {
+					if pd.Type == "" && pd.Status == http.StatusRequestEntityTooLarge {
+						return errors.New("the import is larger than the server accepts in one request (server.max_body_bytes); raise it, or split the file")
+					}
 					if pd.Type != "urn:keybound:problem:invalid-import" {
-						return errors.New(problemLine(pd))
+						return errors.New(problemText(pd))
 					}
 					problems = append(problems, fromServer(pd, rowNums)...)
 				}
@@ -379,47 +381,4 @@ func printImportProblems(g *globals, out string, ps []rowProblem, file string) e
 		noun = "problem"
 	}
 	return fmt.Errorf("import refused: %d %s in %s; nothing was imported: fix every row listed and run the import again", n, noun, file)
-}
-
-func problemLine(pd *problem.Details) string {
-	msg := pd.Title
-	if pd.Detail != "" {
-		msg += ": " + pd.Detail
-	}
-	return msg
-}
-
-// post sends a JSON request to the admin API. A problem answer is returned
-// as is, for callers that report its fields themselves; other failures are
-// errors.
-func (a *adminAPI) post(ctx context.Context, path string, in, out any) (*problem.Details, error) {
-	b, err := json.Marshal(in)
-	if err != nil {
-		return nil, err
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, a.base+path, bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach keybound at %s (is `keybound serve` running?): %w", a.base, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		var pd problem.Details
-		if json.Unmarshal(body, &pd) != nil || pd.Title == "" {
-			if resp.StatusCode == http.StatusRequestEntityTooLarge {
-				return nil, errors.New("the import is larger than the server accepts in one request (server.max_body_bytes); raise it, or split the file")
-			}
-			return nil, fmt.Errorf("admin API answered %s", resp.Status)
-		}
-		return &pd, nil
-	}
-	return nil, json.Unmarshal(body, out)
 }

@@ -46,15 +46,15 @@ func TestClientRotate(t *testing.T) {
 		name string
 		args []string
 		code int
-		want string
+		want []string
 	}{
-		{"no credential", []string{"client", "rotate", id}, 1, "jwks"},
-		{"bad overlap", []string{"client", "rotate", id, "--jwks-file", jwks1, "--overlap", "soon"}, 2, "--overlap"},
-		{"overlap with retire", []string{"client", "rotate", id, "--retire-previous", "--overlap", "1h"}, 2, "--retire-previous"},
-		{"missing jwks file", []string{"client", "rotate", id, "--jwks-file", filepath.Join(dir, "nope.json")}, 1, "nope.json"},
-		{"unknown client", []string{"client", "rotate", "kb-nosuchclient", "--jwks-file", jwks1}, 1, "no client"},
+		{"no credential", []string{"client", "rotate", id}, 1, []string{"Rotation refused: nothing was changed", "(jwks "}},
+		{"bad overlap", []string{"client", "rotate", id, "--jwks-file", jwks1, "--overlap", "soon"}, 2, []string{"--overlap"}},
+		{"overlap with retire", []string{"client", "rotate", id, "--retire-previous", "--overlap", "1h"}, 2, []string{"--retire-previous"}},
+		{"missing jwks file", []string{"client", "rotate", id, "--jwks-file", filepath.Join(dir, "nope.json")}, 1, []string{"nope.json"}},
+		{"unknown client", []string{"client", "rotate", "kb-nosuchclient", "--jwks-file", jwks1}, 1, []string{"no client"}},
 	} {
-		t.Run(tt.name, func(t *testing.T) { checkFailure(t, s.cli(t, tt.args...), tt.code, tt.want) })
+		t.Run(tt.name, func(t *testing.T) { checkFailure(t, s.cli(t, tt.args...), tt.code, tt.want...) })
 	}
 }
 
@@ -100,15 +100,15 @@ func TestClientDownscope(t *testing.T) {
 		name string
 		args []string
 		code int
-		want string
+		want []string
 	}{
-		{"nothing named", []string{"client", "downscope", id}, 2, "--remove"},
-		{"not granted", []string{"client", "downscope", id, "--remove", "z"}, 1, "not granted"},
-		{"every scope", []string{"client", "downscope", id, "--remove", "a b", "--yes"}, 1, "revoke"},
-		{"bad scope text", []string{"client", "downscope", id, "--remove", `"quoted"`}, 2, "--remove"},
-		{"unused without a gateway", []string{"client", "downscope", id, "--unused"}, 1, "route table"},
+		{"nothing named", []string{"client", "downscope", id}, 2, []string{"--remove"}},
+		{"not granted", []string{"client", "downscope", id, "--remove", "z"}, 1, []string{"Downscope refused", "remove[0]", "not granted"}},
+		{"every scope", []string{"client", "downscope", id, "--remove", "a b", "--yes"}, 1, []string{"Downscope refused", "revoke"}},
+		{"bad scope text", []string{"client", "downscope", id, "--remove", `"quoted"`}, 2, []string{"--remove"}},
+		{"unused without a gateway", []string{"client", "downscope", id, "--unused"}, 1, []string{"route table"}},
 	} {
-		t.Run(tt.name, func(t *testing.T) { checkFailure(t, s.cli(t, tt.args...), tt.code, tt.want) })
+		t.Run(tt.name, func(t *testing.T) { checkFailure(t, s.cli(t, tt.args...), tt.code, tt.want...) })
 	}
 	if v := decodeJSON[map[string]any](t, s.cliOK(t, "client", "show", id, "-o", "json")); v["scope"] != "a b" {
 		t.Errorf("scopes after refused downscopes: %v", v["scope"])

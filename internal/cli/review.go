@@ -25,8 +25,12 @@ governance.reviews.auto_suspend a lapsed identity is suspended.`,
 	return cmd
 }
 
+// reviewFlagOf names the flag behind each query parameter of review list.
+var reviewFlagOf = map[string]string{"state": "--state", "environment": "--environment", "owner": "--owner"}
+
 func newReviewListCmd(g *globals) *cobra.Command {
 	var state, env, owner, out string
+	q := url.Values{} // built from the flags before connecting
 	cmd := &cobra.Command{
 		Use:   "list",
 		Short: "List identities whose access review is due, overdue or lapsed",
@@ -38,19 +42,16 @@ owner has departed: transfer them before their review can be attested.`,
   keybound review list --state overdue --environment prod -o json`,
 		Args: cobra.NoArgs,
 		RunE: withAdminChecked(g, &out, func() error {
-			switch state {
-			case "", "due", "overdue", "lapsed", "current", "all":
-			default:
-				return usageError{fmt.Errorf("--state must be due, overdue, lapsed, current or all, not %q", state)}
-			}
-			return nil
-		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
-			q := url.Values{}
 			for k, v := range map[string]string{"state": state, "environment": env, "owner": owner} {
 				if v != "" {
 					q.Set(k, v)
 				}
 			}
+			if _, err := adminapi.ParseReviewQuery(q.Encode()); err != nil {
+				return flagErrors(err, reviewFlagOf)
+			}
+			return nil
+		}, func(cmd *cobra.Command, _ []string, api *adminAPI) error {
 			var res adminapi.ReviewList
 			if err := api.call(cmd.Context(), "GET", "/reviews?"+q.Encode(), nil, &res); err != nil {
 				return err
