@@ -36,6 +36,15 @@ type problemBody struct {
 	} `json:"errors"`
 }
 
+// fields lists the fields the problem's errors name, in order.
+func (p problemBody) fields() []string {
+	var out []string
+	for _, e := range p.Errors {
+		out = append(out, e.Field)
+	}
+	return out
+}
+
 // httpResult is one raw HTTP answer.
 type httpResult struct {
 	status int

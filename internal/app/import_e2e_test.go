@@ -8,13 +8,13 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/keybound/keybound/internal/adminapi"
 	"github.com/keybound/keybound/internal/inventory"
-	"github.com/keybound/keybound/internal/problem"
 )
 
 // importKey is a legacy static API key, built at run time.
@@ -72,16 +72,12 @@ func TestImportAndLeakMatchingThroughAdminAPI(t *testing.T) {
 	for _, tt := range refused {
 		t.Run("refused: "+tt.name, func(t *testing.T) {
 			code, b := g.adminDo("POST", "/clients:import", adminapi.ImportRequest{Rows: tt.rows})
-			var pd problem.Details
+			var pd problemBody
 			_ = json.Unmarshal(b, &pd)
 			if code != http.StatusBadRequest || pd.Type != "urn:keybound:problem:invalid-import" {
 				t.Fatalf("got %d %s", code, b)
 			}
-			var fields []string
-			for _, e := range pd.Errors {
-				fields = append(fields, e.Field)
-			}
-			if strings.Join(fields, " ") != strings.Join(tt.fields, " ") {
+			if fields := pd.fields(); !slices.Equal(fields, tt.fields) {
 				t.Errorf("error fields %v, want %v", fields, tt.fields)
 			}
 			for _, r := range tt.rows {

@@ -81,8 +81,6 @@ func (rc *hookReceiver) configure(maxAttempts int) func(*config.Config) {
 	}
 }
 
-// waitUntil polls cond for up to d.
-
 func (h *harness) notifications(query string) []adminapi.NotificationView {
 	h.t.Helper()
 	code, b := h.adminDo("GET", "/notifications"+query, nil)

@@ -3,6 +3,7 @@ package app_test
 import (
 	"encoding/json"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,11 +52,7 @@ func TestOffboardThroughAdminAPI(t *testing.T) {
 			if code != http.StatusBadRequest || pd.Type != "urn:keybound:problem:invalid-offboard" || pd.Status != 400 || pd.Instance != adminapi.Prefix+"/offboard" {
 				t.Fatalf("got %d %s", code, b)
 			}
-			var fields []string
-			for _, e := range pd.Errors {
-				fields = append(fields, e.Field)
-			}
-			if strings.Join(fields, " ") != strings.Join(tt.fields, " ") {
+			if fields := pd.fields(); !slices.Equal(fields, tt.fields) {
 				t.Errorf("error fields %v, want %v", fields, tt.fields)
 			}
 		})

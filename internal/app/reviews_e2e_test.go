@@ -84,9 +84,7 @@ func TestReviewsThroughAdminAPI(t *testing.T) {
 	if err := json.Unmarshal(b, &dep); code != 200 || err != nil || dep.Orphaned != 1 || dep.ClientIDs[0] != c.ClientID || dep.Owner.Status != "departed" {
 		t.Errorf("depart: %d %s", code, b)
 	}
-	code, b = h.adminDo("GET", "/clients/"+c.ClientID, nil)
-	var v adminapi.ClientView
-	if err := json.Unmarshal(b, &v); code != 200 || err != nil || !v.Orphaned {
-		t.Errorf("client view after depart: %d %s", code, b)
+	if v := h.clientView(c.ClientID); !v.Orphaned {
+		t.Errorf("client view after depart: %+v", v)
 	}
 }

@@ -168,21 +168,20 @@ func TestDownscopeEndToEnd(t *testing.T) {
 	}
 	// The usage rollups see the call once the audit batch is stored; until
 	// then every scope is unused, and removing them all is refused.
+	var (
+		code int
+		b    []byte
+	)
+	waitUntil(t, 10*time.Second, "the usage rollups to record the read", func() bool {
+		code, b = g.adminDo("POST", "/clients/"+ck.id+"/downscope", map[string]any{"unused": true})
+		return code != http.StatusBadRequest || !strings.Contains(string(b), "would remove every scope")
+	})
+	if code != http.StatusOK {
+		t.Fatalf("downscope --unused dry run: %d %s", code, b)
+	}
 	var d inventory.Downscoped
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		code, b := g.adminDo("POST", "/clients/"+ck.id+"/downscope", map[string]any{"unused": true})
-		if code == http.StatusBadRequest && strings.Contains(string(b), "would remove every scope") && time.Now().Before(deadline) {
-			time.Sleep(100 * time.Millisecond)
-			continue
-		}
-		if code != http.StatusOK {
-			t.Fatalf("downscope --unused dry run: %d %s", code, b)
-		}
-		if err := json.Unmarshal(b, &d); err != nil {
-			t.Fatal(err)
-		}
-		break
+	if err := json.Unmarshal(b, &d); err != nil {
+		t.Fatal(err)
 	}
 	if d.Applied || !slices.Equal(d.Removed, []string{"invoices:write", "reports:read"}) || !slices.Equal(d.After, []string{"invoices:read"}) {
 		t.Fatalf("dry run = %+v, want invoices:write and reports:read removed, not applied", d)
@@ -194,7 +193,7 @@ func TestDownscopeEndToEnd(t *testing.T) {
 	if r := g.send(c, "POST", "/invoices/1", nil); r.status != 200 {
 		t.Fatalf("write before downscope: %d %s", r.status, r.body)
 	}
-	code, b := g.adminDo("POST", "/clients/"+ck.id+"/downscope", map[string]any{"remove": []string{"invoices:write"}, "apply": true})
+	code, b = g.adminDo("POST", "/clients/"+ck.id+"/downscope", map[string]any{"remove": []string{"invoices:write"}, "apply": true})
 	if code != http.StatusOK {
 		t.Fatalf("downscope: %d %s", code, b)
 	}

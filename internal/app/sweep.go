@@ -3,10 +3,14 @@ package app
 import (
 	"context"
 	"time"
+
+	"github.com/keybound/keybound/internal/review"
 )
 
-// governanceActor is the actor of the admin events the sweep writes.
-const governanceActor = "keybound-governance"
+// governanceActor is the actor of the admin events the sweep writes: the
+// one review's own auto-suspensions carry, so every sweep task's events
+// read alike.
+const governanceActor = review.Actor
 
 // sweepTask is one governance rule applied on a schedule: retiring rotated
 // credentials whose overlap ended, suspending identities whose review is

@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"net/url"
 	"slices"
@@ -41,14 +42,6 @@ type Reviews struct {
 	// AutoSuspend suspends an identity whose review is overdue by more than
 	// Grace.
 	AutoSuspend bool `yaml:"auto_suspend"`
-}
-
-// Interval returns the review interval for an environment.
-func (r Reviews) Interval(environment string) time.Duration {
-	if d, ok := r.Intervals[environment]; ok {
-		return d
-	}
-	return r.Intervals["default"]
 }
 
 // Notify configures expiry warnings.
@@ -116,8 +109,8 @@ func (c *Config) validateGovernance(bad func(key, format string, args ...any)) {
 	if _, ok := g.Reviews.Intervals["default"]; !ok {
 		bad("governance.reviews.intervals", "must have a \"default\" entry for environments not named")
 	}
-	for env, d := range g.Reviews.Intervals {
-		if d < time.Hour {
+	for _, env := range slices.Sorted(maps.Keys(g.Reviews.Intervals)) { // problems in a stable order
+		if d := g.Reviews.Intervals[env]; d < time.Hour {
 			bad("governance.reviews.intervals."+env, "must be at least 1h, not %s", d)
 		}
 	}
@@ -140,7 +133,8 @@ func (c *Config) validateGovernance(bad func(key, format string, args ...any)) {
 		u, err := url.Parse(w.URL)
 		switch {
 		case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
-			bad("governance.notify.webhook.url", "must be an https URL, not %q", w.URL)
+			// Not echoed: webhook URLs often carry a token in their path.
+			bad("governance.notify.webhook.url", "must be an https URL such as https://hooks.example.com/keybound")
 		case u.Scheme == "http" && !isLoopback(u.Hostname()):
 			// The body names identities and their owners, and the signature
 			// only proves origin: in the clear it would be readable on the way.

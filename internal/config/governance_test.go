@@ -18,7 +18,7 @@ func TestGovernanceValidation(t *testing.T) {
 		{"http webhook on loopback", func(g *Governance) { g.Notify.Webhook.URL = "http://127.0.0.1:9000/kb" }, ""},
 		{"http webhook on localhost", func(g *Governance) { g.Notify.Webhook.URL = "http://localhost:9000/kb" }, ""},
 		{"http webhook elsewhere", func(g *Governance) { g.Notify.Webhook.URL = "http://hooks.example/kb" }, "governance.notify.webhook.url"},
-		{"webhook not a URL", func(g *Governance) { g.Notify.Webhook.URL = "hooks.example" }, "governance.notify.webhook.url"},
+		{"webhook not a URL", func(g *Governance) { g.Notify.Webhook.URL = "hooks.example/services/SECRET-TOKEN" }, "governance.notify.webhook.url"},
 		{"sweep too often", func(g *Governance) { g.SweepInterval = time.Millisecond }, "governance.sweep_interval"},
 		{"sweep too rarely", func(g *Governance) { g.SweepInterval = 2 * time.Hour }, "governance.sweep_interval"},
 		{"overlap above its maximum", func(g *Governance) { g.RotationOverlap = 31 * day }, "governance.rotation_overlap"},
@@ -42,6 +42,8 @@ func TestGovernanceValidation(t *testing.T) {
 				t.Fatalf("valid settings refused: %v", err)
 			case tt.key != "" && (err == nil || !strings.Contains(err.Error(), tt.key+":")):
 				t.Fatalf("error %v does not name %s", err, tt.key)
+			case err != nil && strings.Contains(err.Error(), "SECRET-TOKEN"):
+				t.Errorf("error %v repeats the webhook URL's path", err)
 			}
 		})
 	}
@@ -53,7 +55,7 @@ func TestGovernanceYAMLKeepsDefaultIntervals(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := c.Governance.Reviews
-	if r.Interval("prod") != 30*24*time.Hour || r.Interval("staging") != 90*24*time.Hour || r.Interval("dev") != 180*24*time.Hour || !r.AutoSuspend {
+	if r.Intervals["prod"] != 30*24*time.Hour || r.Intervals["staging"] != 90*24*time.Hour || r.Intervals["default"] != 180*24*time.Hour || !r.AutoSuspend {
 		t.Errorf("reviews after YAML: %+v", r)
 	}
 	if err := c.Validate(); err != nil {

@@ -35,7 +35,7 @@ func (s *Service) Downscope(ctx context.Context, actor, id string, remove []stri
 		return nil, fmt.Errorf("%w: client %s is revoked", ErrTransition, id)
 	}
 	if len(remove) > identity.MaxScopes {
-		return nil, rotateErr("remove", fmt.Sprintf("at most %d scopes at once", identity.MaxScopes))
+		return nil, fieldErr("remove", fmt.Sprintf("at most %d scopes at once", identity.MaxScopes))
 	}
 	var fe []FieldError
 	for i, sc := range remove {
@@ -55,7 +55,7 @@ func (s *Service) Downscope(ctx context.Context, actor, id string, remove []stri
 		}
 	}
 	if len(out.After) == 0 {
-		return nil, rotateErr("remove", "would remove every scope the client holds; revoke the identity instead (`keybound client revoke`)")
+		return nil, fieldErr("remove", "would remove every scope the client holds; revoke the identity instead (`keybound client revoke`)")
 	}
 	if !apply || len(out.Removed) == 0 {
 		return out, nil

@@ -167,13 +167,18 @@ func (s *Service) transition(ctx context.Context, actor, id, reason, action stri
 	if err := s.Store.UpdateClient(ctx, &next, prev, ev); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	if s.OnChange != nil {
-		s.OnChange(id)
-	}
+	s.changed(id)
 	return &next, nil
 }
 
-// describe lists a new client's settings for the admin log; never secrets.
+// changed tells OnChange, when set, that client id's stored registration
+// changed.
+func (s *Service) changed(id string) {
+	if s.OnChange != nil {
+		s.OnChange(id)
+	}
+}
+
 // after returns now, or just after prev when the clock has not moved past
 // it: UpdatedAt stays strictly increasing, so the optimistic check of the
 // next update holds even when the clock is coarse or stands still in tests.
@@ -184,6 +189,7 @@ func after(now, prev time.Time) time.Time {
 	return now
 }
 
+// describe lists a new client's settings for the admin log; never secrets.
 func describe(c *identity.Client) map[string]string {
 	m := map[string]string{
 		"name":        c.Name,

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/store"
@@ -176,7 +175,7 @@ func (s *Service) Offboard(ctx context.Context, actor string, req OffboardReques
 		res.Items = append(res.Items, it)
 	}
 	if len(changes) > MaxOffboard {
-		return nil, &ValidationError{Fields: []FieldError{{Field: FieldFilter, Detail: fmt.Sprintf("the filter matches %d identities to change, more than %d; narrow it (add environment or purpose)", len(changes), MaxOffboard)}}}
+		return nil, fieldErr(FieldFilter, fmt.Sprintf("the filter matches %d identities to change, more than %d; narrow it (add environment or purpose)", len(changes), MaxOffboard))
 	}
 	if req.DryRun || len(changes) == 0 {
 		return res, nil
@@ -184,21 +183,15 @@ func (s *Service) Offboard(ctx context.Context, actor string, req OffboardReques
 	if err := s.Store.SetClientsStatus(ctx, changes, evs); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
-	updated := make(map[string]time.Time, len(changes))
-	for _, ch := range changes {
-		updated[ch.ID] = ch.UpdatedAt
-	}
 	for i := range res.Items {
 		it := &res.Items[i]
 		if !it.Changed {
 			continue
 		}
 		next := *it.Client
-		next.Status, next.UpdatedAt = it.To, updated[next.ID]
+		next.Status, next.UpdatedAt = it.To, after(now, it.Client.UpdatedAt) // as stored
 		it.Client = &next
-		if s.OnChange != nil {
-			s.OnChange(next.ID)
-		}
+		s.changed(next.ID)
 	}
 	return res, nil
 }

@@ -7,7 +7,6 @@ import (
 	"net/mail"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/store"
@@ -61,15 +60,7 @@ var ErrNoDirectory = errors.New("inventory: no owner directory is configured")
 // ownerName trims name and reports what is wrong with it, "" if nothing.
 func ownerName(name *string) string {
 	*name = strings.TrimSpace(*name)
-	switch v := *name; {
-	case v == "":
-		return "is required"
-	case len(v) > identity.MaxTextLen:
-		return fmt.Sprintf("is longer than %d bytes", identity.MaxTextLen)
-	case !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return "must be printable UTF-8 text"
-	}
-	return ""
+	return textProblem(*name, true)
 }
 
 // ownerProblem says why owner may not own an identity, "" when it may:
@@ -117,7 +108,7 @@ func (s *Service) checkOwner(ctx context.Context, field, owner string) error {
 		return err
 	}
 	if p != "" {
-		return &ValidationError{Fields: []FieldError{{Field: field, Detail: p}}}
+		return fieldErr(field, p)
 	}
 	return nil
 }
@@ -218,7 +209,7 @@ func (s *Service) DepartOwner(ctx context.Context, actor, name, reason string) (
 		return nil, ErrNoDirectory
 	}
 	if p := ownerName(&name); p != "" {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "name", Detail: p}}}
+		return nil, fieldErr("name", p)
 	}
 	reason = truncate(strings.TrimSpace(reason), identity.MaxTextLen)
 	cs, err := s.Store.ListClients(ctx, store.ClientFilter{Owner: name})
@@ -326,7 +317,7 @@ func (s *Service) Transfer(ctx context.Context, actor string, req TransferReques
 		case c.Status == identity.StatusRevoked:
 			return nil, fmt.Errorf("%w: client %s is revoked; a revoked identity keeps the owner it had", ErrTransition, c.ID)
 		case c.Owner == req.To:
-			return nil, &ValidationError{Fields: []FieldError{{Field: FieldTo, Detail: "is the owner the identity has already"}}}
+			return nil, fieldErr(FieldTo, "is the owner the identity has already")
 		}
 		req.From, cs = c.Owner, []*identity.Client{c}
 	} else {
@@ -340,10 +331,10 @@ func (s *Service) Transfer(ctx context.Context, actor string, req TransferReques
 			}
 		}
 		if len(cs) == 0 {
-			return nil, &ValidationError{Fields: []FieldError{{Field: FieldFrom, Detail: fmt.Sprintf("%q owns no identity that is not revoked (names are compared exactly)", req.From)}}}
+			return nil, fieldErr(FieldFrom, fmt.Sprintf("%q owns no identity that is not revoked (names are compared exactly)", req.From))
 		}
 		if len(cs) > MaxTransfer {
-			return nil, &ValidationError{Fields: []FieldError{{Field: FieldFrom, Detail: fmt.Sprintf("owns %d identities, more than %d move in one transfer", len(cs), MaxTransfer)}}}
+			return nil, fieldErr(FieldFrom, fmt.Sprintf("owns %d identities, more than %d move in one transfer", len(cs), MaxTransfer))
 		}
 	}
 	res := &TransferResult{From: req.From, To: req.To, DryRun: req.DryRun, Clients: cs}
@@ -372,10 +363,8 @@ func (s *Service) Transfer(ctx context.Context, actor string, req TransferReques
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	res.Clients = moved
-	if s.OnChange != nil {
-		for _, c := range moved {
-			s.OnChange(c.ID)
-		}
+	for _, c := range moved {
+		s.changed(c.ID)
 	}
 	return res, nil
 }

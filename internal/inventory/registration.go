@@ -68,24 +68,42 @@ func (e *ValidationError) Error() string {
 	return "inventory: invalid registration: " + strings.Join(parts, "; ")
 }
 
+// fieldErr is a *ValidationError about one field.
+func fieldErr(field, detail string) error {
+	return &ValidationError{Fields: []FieldError{{Field: field, Detail: detail}}}
+}
+
+// textProblem says what is wrong with v, a trimmed free-text field of an
+// identity or owner ("" when nothing): empty when required, too long, or
+// not printable UTF-8.
+func textProblem(v string, required bool) string {
+	switch {
+	case v == "" && required:
+		return "is required"
+	case len(v) > identity.MaxTextLen:
+		return fmt.Sprintf("is longer than %d bytes", identity.MaxTextLen)
+	case !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "must be printable UTF-8 text"
+	}
+	return ""
+}
+
+// checkText trims a text field and reports its textProblem through bad.
+func checkText(field, v string, required bool, bad func(field, format string, args ...any)) string {
+	v = strings.TrimSpace(v)
+	if p := textProblem(v, required); p != "" {
+		bad(field, "%s", p)
+	}
+	return v
+}
+
 // toClient validates r and builds the client it describes, active from now.
 func (r Registration) toClient(now time.Time, p Policy) (*identity.Client, error) {
 	var fe []FieldError
 	bad := func(field, format string, args ...any) {
 		fe = append(fe, FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
 	}
-	text := func(field, v string, required bool) string {
-		v = strings.TrimSpace(v)
-		switch {
-		case v == "" && required:
-			bad(field, "is required")
-		case len(v) > identity.MaxTextLen:
-			bad(field, "is longer than %d bytes", identity.MaxTextLen)
-		case !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-			bad(field, "must be printable UTF-8 text")
-		}
-		return v
-	}
+	text := func(field, v string, required bool) string { return checkText(field, v, required, bad) }
 	c := &identity.Client{
 		Name:         text("client_name", r.Name, true),
 		Owner:        text("owner", r.Owner, true),

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/store"
@@ -76,7 +75,7 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, req RotateReques
 		overlap = s.Policy.RotationOverlap
 	}
 	if overlap <= 0 || (s.Policy.MaxRotationOverlap > 0 && overlap > s.Policy.MaxRotationOverlap) {
-		return nil, &ValidationError{Fields: []FieldError{{Field: "overlap", Detail: fmt.Sprintf("must be positive and at most %s", s.Policy.MaxRotationOverlap)}}}
+		return nil, fieldErr("overlap", fmt.Sprintf("must be positive and at most %s", s.Policy.MaxRotationOverlap))
 	}
 
 	next := *c
@@ -97,47 +96,47 @@ func (s *Service) Rotate(ctx context.Context, actor, id string, req RotateReques
 	switch m := c.AuthMethod; {
 	case m == identity.AuthPrivateKeyJWT || m == identity.AuthSelfSignedTLSClient:
 		if tlsNames > 0 {
-			return nil, rotateErr("tls_client_auth_subject_dn", "is only used to rotate a tls_client_auth identity")
+			return nil, fieldErr("tls_client_auth_subject_dn", "is only used to rotate a tls_client_auth identity")
 		}
 		if !hasJWKS {
-			return nil, rotateErr("jwks", "is required: give the new public keys (a JWK Set) to rotate to")
+			return nil, fieldErr("jwks", "is required: give the new public keys (a JWK Set) to rotate to")
 		}
 		if err := checkJWKS(req.JWKS, m == identity.AuthSelfSignedTLSClient); err != nil {
-			return nil, rotateErr("jwks", err.Error())
+			return nil, fieldErr("jwks", err.Error())
 		}
 		newJWKS := append(json.RawMessage(nil), bytes.TrimSpace(req.JWKS)...)
 		if bytes.Equal(newJWKS, c.JWKS) {
-			return nil, rotateErr("jwks", "is the JWK Set already registered; rotate to new keys")
+			return nil, fieldErr("jwks", "is the JWK Set already registered; rotate to new keys")
 		}
 		prev.JWKS, next.JWKS = c.JWKS, newJWKS
 		changes["credential"] = "jwks"
 	case m == identity.AuthTLSClient:
 		if hasJWKS {
-			return nil, rotateErr("jwks", "is only used to rotate private_key_jwt or self_signed_tls_client_auth identities")
+			return nil, fieldErr("jwks", "is only used to rotate private_key_jwt or self_signed_tls_client_auth identities")
 		}
 		if c.TLSSubjectDN == "" && c.TLSSANDNS == "" && c.TLSSANURI == "" {
 			return nil, fmt.Errorf("%w: client %s authenticates with keybound workload certificates, which renew on their own (`keybound cert renew`, or the SDK in the background)", ErrNotRotatable, id)
 		}
 		if tlsNames != 1 {
-			return nil, rotateErr("tls_client_auth_subject_dn", "give exactly one of tls_client_auth_subject_dn, tls_client_auth_san_dns or tls_client_auth_san_uri for the new certificate")
+			return nil, fieldErr("tls_client_auth_subject_dn", "give exactly one of tls_client_auth_subject_dn, tls_client_auth_san_dns or tls_client_auth_san_uri for the new certificate")
 		}
 		var fe []FieldError
 		bad := func(field, format string, args ...any) {
 			fe = append(fe, FieldError{Field: field, Detail: fmt.Sprintf(format, args...)})
 		}
-		dn, dns, uri := checkText("tls_client_auth_subject_dn", req.TLSSubjectDN, bad), checkText("tls_client_auth_san_dns", req.TLSSANDNS, bad), checkText("tls_client_auth_san_uri", req.TLSSANURI, bad)
+		dn, dns, uri := checkText("tls_client_auth_subject_dn", req.TLSSubjectDN, false, bad), checkText("tls_client_auth_san_dns", req.TLSSANDNS, false, bad), checkText("tls_client_auth_san_uri", req.TLSSANURI, false, bad)
 		if len(fe) > 0 {
 			return nil, &ValidationError{Fields: fe}
 		}
 		if dn == c.TLSSubjectDN && dns == c.TLSSANDNS && uri == c.TLSSANURI {
-			return nil, rotateErr("tls_client_auth_subject_dn", "names the certificate already registered; rotate to the new certificate's subject")
+			return nil, fieldErr("tls_client_auth_subject_dn", "names the certificate already registered; rotate to the new certificate's subject")
 		}
 		prev.TLSSubjectDN, prev.TLSSANDNS, prev.TLSSANURI = c.TLSSubjectDN, c.TLSSANDNS, c.TLSSANURI
 		next.TLSSubjectDN, next.TLSSANDNS, next.TLSSANURI = dn, dns, uri
 		changes["credential"] = "tls_client_auth_subject"
 	case m.IsStaticSecret():
 		if hasJWKS || tlsNames > 0 {
-			return nil, rotateErr("jwks", "a legacy secret takes no input: keybound generates the new secret")
+			return nil, fieldErr("jwks", "a legacy secret takes no input: keybound generates the new secret")
 		}
 		secret, h, err := identity.NewSecret()
 		if err != nil {
@@ -211,27 +210,4 @@ func (s *Service) retire(ctx context.Context, actor string, c *identity.Client, 
 	}
 	s.changed(c.ID)
 	return &next, nil
-}
-
-func (s *Service) changed(id string) {
-	if s.OnChange != nil {
-		s.OnChange(id)
-	}
-}
-
-func rotateErr(field, detail string) error {
-	return &ValidationError{Fields: []FieldError{{Field: field, Detail: detail}}}
-}
-
-// checkText trims an optional text field and reports it through bad when it
-// is too long or not printable, as registration does.
-func checkText(field, v string, bad func(field, format string, args ...any)) string {
-	v = strings.TrimSpace(v)
-	switch {
-	case len(v) > identity.MaxTextLen:
-		bad(field, "is longer than %d bytes", identity.MaxTextLen)
-	case !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		bad(field, "must be printable UTF-8 text")
-	}
-	return v
 }

@@ -15,7 +15,6 @@
 package notify
 
 import (
-	"context"
 	"crypto/rand"
 	"time"
 )
@@ -51,12 +50,6 @@ type Warning struct {
 	// duration syntax ("72h0m0s"), for people.
 	LeadSeconds int64  `json:"lead_seconds"`
 	LeadTime    string `json:"lead_time,omitempty"`
-}
-
-// Notifier delivers a warning somewhere. An error means it was not
-// delivered; *DeliveryError says whether a retry may help.
-type Notifier interface {
-	Notify(ctx context.Context, w Warning) error
 }
 
 // NewDeliveryID returns a fresh, unguessable delivery id.

@@ -64,6 +64,7 @@ type WebhookConfig struct {
 // restart does not lose them and a slow receiver does not hold a sweep.
 type Webhook struct {
 	url     string
+	host    string // scheme://host of url, for logs
 	secret  []byte
 	timeout time.Duration
 	client  *http.Client
@@ -90,7 +91,7 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: cfg.RootCAs}
 	tr.ResponseHeaderTimeout = timeout
 	return &Webhook{
-		url: cfg.URL, secret: cfg.Secret, timeout: timeout, now: time.Now,
+		url: cfg.URL, host: u.Scheme + "://" + u.Host, secret: cfg.Secret, timeout: timeout, now: time.Now,
 		client: &http.Client{
 			Transport:     tr,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
@@ -100,19 +101,7 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 
 // Host is the receiver's scheme and host, safe to log (the path may hold a
 // token).
-func (h *Webhook) Host() string {
-	u, err := url.Parse(h.url)
-	if err != nil {
-		return "?"
-	}
-	return u.Scheme + "://" + u.Host
-}
-
-// Notify makes one delivery attempt; see Deliver.
-func (h *Webhook) Notify(ctx context.Context, w Warning) error {
-	_, err := h.Deliver(ctx, w)
-	return err
-}
+func (h *Webhook) Host() string { return h.host }
 
 // Deliver POSTs w once and returns the receiver's status (0 when it did not
 // answer) and nil when it answered 2xx, else a *DeliveryError: permanent

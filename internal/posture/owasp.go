@@ -112,7 +112,16 @@ var catalog = []risk{
 		b, n2 := counted(r, KeyExpiredActive, "expired identity not revoked|expired identities not revoked", &nt)
 		c, n3 := counted(r, KeyOrphaned, "orphaned identity (owner departed)|orphaned identities (owners departed)", &nt)
 		d, n4 := counted(r, KeyExpiredUsed, "expired identity still used|expired identities still used", &nt)
-		return joinNonEmpty(a, b, c, d), n1+n2+n3+n4 > 0, notTrackedText(nt, "orphaned identities (owners who left)")
+		// Name only what is missing: owners and the gateway audit trail
+		// are tracked independently.
+		var missing []string
+		if r.count(KeyOrphaned) < 0 {
+			missing = append(missing, "orphaned identities (owners who left)")
+		}
+		if r.count(KeyExpiredUsed) < 0 {
+			missing = append(missing, "expired identities still used (no gateway audit trail)")
+		}
+		return joinNonEmpty(a, b, c, d), n1+n2+n3+n4 > 0, strings.Join(missing, "; ")
 	}},
 	{"NHI2:2025", "Secret Leakage", []string{CSFProtect, CSFDetect, CSFRespond}, func(r *Report) (string, bool, string) {
 		exposed := plural(r.count(KeyStaticSecret), "active identity holds|active identities hold") +

@@ -1,6 +1,7 @@
 package posture
 
 import (
+	"iter"
 	"math"
 	"slices"
 	"strconv"
@@ -378,10 +379,13 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 			}
 		}
 	}
-	measured := func(key, title, note string, match func(i int, c *identity.Client) bool) Finding {
+	all := slices.All(in.Clients)
+	// countOver counts the identities of over that match; measured counts
+	// the active ones.
+	countOver := func(over iter.Seq2[int, *identity.Client], key, title, note string, match func(i int, c *identity.Client) bool) Finding {
 		f := Finding{Key: key, Title: title, Tracked: true, ClientIDs: []string{}, Note: note}
 		n := 0
-		for i, c := range active {
+		for i, c := range over {
 			if match(i, c) {
 				n++
 				if len(f.ClientIDs) < MaxListedIDs {
@@ -391,6 +395,9 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 		}
 		f.Count = &n
 		return f
+	}
+	measured := func(key, title, note string, match func(i int, c *identity.Client) bool) Finding {
+		return countOver(active, key, title, note, match)
 	}
 	notTracked := func(key, title, why string) Finding {
 		return Finding{Key: key, Title: title, ClientIDs: []string{}, Note: why}
@@ -408,7 +415,12 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 			}),
 		measured(KeyExpiredActive, "Expired, not offboarded", "identities past their expiry that are still active rather than revoked (they cannot authenticate)",
 			func(_ int, c *identity.Client) bool { return !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) }),
-		trackedIf(in.ExpiredUsedTracked, expiredUsed(in),
+		// Whatever their status: something still holds a credential that
+		// was meant to be gone.
+		trackedIf(in.ExpiredUsedTracked, countOver(all, KeyExpiredUsed, "Expired but still used",
+			"identities whose token or static key the gateway refused in the last "+itoa(PeriodDays)+
+				" days because the identity had expired (keybound audit events --reason client_expired)",
+			func(_ int, c *identity.Client) bool { return in.ExpiredUsed[c.ID] > 0 }),
 			notTracked(KeyExpiredUsed, "Expired but still used", "not tracked: this keybound keeps no gateway audit trail")),
 		trackedIf(in.ReviewsTracked, measured(KeyOverdueReview, "Overdue access reviews", "active identities whose owner has not re-attested them by the review due date (keybound review list --state overdue)",
 			func(_ int, c *identity.Client) bool { return in.OverdueReviews[c.ID] }),
@@ -455,26 +467,6 @@ func findingsOf(in Input, usage *UsageReport) []Finding {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
-
-// expiredUsed counts identities, whatever their status, whose credential
-// the gateway refused in the period because the identity had expired:
-// something still holds a credential that was meant to be gone.
-func expiredUsed(in Input) Finding {
-	f := Finding{Key: KeyExpiredUsed, Title: "Expired but still used", Tracked: true, ClientIDs: []string{},
-		Note: "identities whose token or static key the gateway refused in the last " + itoa(PeriodDays) +
-			" days because the identity had expired (keybound audit events --reason client_expired)"}
-	n := 0
-	for _, c := range in.Clients {
-		if in.ExpiredUsed[c.ID] > 0 {
-			n++
-			if len(f.ClientIDs) < MaxListedIDs {
-				f.ClientIDs = append(f.ClientIDs, c.ID)
-			}
-		}
-	}
-	f.Count = &n
-	return f
-}
 
 // trackedIf is the measured finding when its data is tracked, else the
 // not-tracked one.

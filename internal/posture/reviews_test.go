@@ -56,4 +56,18 @@ func TestReviewFindings(t *testing.T) {
 	if k := risk(untracked, "NHI1:2025"); !strings.Contains(k.NotTracked, "orphaned") {
 		t.Errorf("NHI1 without an owner directory %+v", k)
 	}
+	// Owners tracked, the gateway audit trail not: only the latter is
+	// named as missing.
+	if k := risk(r, "NHI1:2025"); strings.Contains(k.NotTracked, "orphaned") || !strings.Contains(k.NotTracked, "expired identities still used") {
+		t.Errorf("NHI1 with owners but no audit trail: not tracked %q", k.NotTracked)
+	}
+	in.ExpiredUsedTracked, in.ExpiredUsed = true, map[string]int64{"c": 2}
+	r = Build(in)
+	if k := risk(r, "NHI1:2025"); k.NotTracked != "" || !strings.Contains(k.Evidence, "1 expired identity still used") {
+		t.Errorf("NHI1 with everything tracked %+v", k)
+	}
+	// Expired but still used counts every status: c is suspended.
+	if f := find(r, KeyExpiredUsed); f.Count == nil || *f.Count != 1 || !slices.Equal(f.ClientIDs, []string{"c"}) {
+		t.Errorf("%s: %+v", KeyExpiredUsed, f)
+	}
 }
