@@ -63,3 +63,26 @@ func TestCache(t *testing.T) {
 		t.Errorf("cache holds %d entries, bound is 64", n)
 	}
 }
+
+// BenchmarkCacheHit is the gateway's steady state: a token seen before,
+// served from the cache.
+func BenchmarkCacheHit(b *testing.B) {
+	r := newRing(b)
+	c := testClaims()
+	c.Confirmation = &Confirmation{JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
+	tok, err := Issue(current(b, r), c)
+	if err != nil {
+		b.Fatal(err)
+	}
+	cache := NewCache(testVerifier(r), 1024, func() time.Time { return c.IssuedAt })
+	if _, err := cache.Verify(tok); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(tok)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cache.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

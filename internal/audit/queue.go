@@ -40,10 +40,13 @@ func (q *queue) push(ev store.AuditEvent) int {
 	if n >= q.limit {
 		return 0
 	}
-	if len(q.evs) == cap(q.evs) && q.head >= n {
-		// At least half the array is taken events: slide the queued ones
-		// to the front instead of growing (amortised, since it needs a
-		// head at least as long as what it moves).
+	if len(q.evs) == cap(q.evs) && (q.head >= n || cap(q.evs) >= q.limit) {
+		// At least half the array is taken events, or the array is as
+		// large as the bound allows: slide the queued ones to the front
+		// instead of growing (amortised, since it needs a head at least
+		// as long as what it moves; at the bound a new array of the same
+		// size would copy as much and leave the old one, up to 18 MiB,
+		// to the collector once per batch while a backlog drains).
 		copy(q.evs, q.evs[q.head:])
 		clear(q.evs[n:])
 		q.evs, q.head = q.evs[:n], 0

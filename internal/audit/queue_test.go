@@ -79,3 +79,35 @@ func TestQueueGivesBackBacklogMemory(t *testing.T) {
 		t.Fatalf("cap %d after a one-event round, want 1..%d", cap(q.evs), keepCap)
 	}
 }
+
+// TestQueueAtBoundReusesArray: while a backlog sits at the bound and the
+// batcher takes a batch at a time, new events slide into the same array
+// instead of each batch costing a fresh array of the bound's size.
+func TestQueueAtBoundReusesArray(t *testing.T) {
+	const limit = 1000
+	q := newQueue(limit)
+	next := 0
+	fill := func() {
+		for q.push(store.AuditEvent{RequestID: strconv.Itoa(next)}) > 0 {
+			next++
+		}
+	}
+	fill()
+	arr := &q.evs[:1][0]
+	want := 0
+	for round := range 5 {
+		for _, ev := range q.take(nil, 100) {
+			if ev.RequestID != strconv.Itoa(want) {
+				t.Fatalf("round %d: took %s, want %d", round, ev.RequestID, want)
+			}
+			want++
+		}
+		fill()
+		if q.len() != limit {
+			t.Fatalf("round %d: depth %d, want %d", round, q.len(), limit)
+		}
+		if &q.evs[:1][0] != arr {
+			t.Fatalf("round %d: a new backing array at the bound", round)
+		}
+	}
+}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/go-jose/go-jose/v4"
 
+	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/oauth"
 )
 
@@ -27,8 +28,18 @@ func (w fakeWorkload) ClientOf(c *x509.Certificate) (string, bool) {
 
 func (w fakeWorkload) CheckCert(*x509.Certificate, time.Time) error { return w.refused }
 
+// TestWorkloadCertificates: a workload certificate authenticates only the
+// client it was issued to, and one revoked or expired authenticates
+// nobody. A tls_client_auth client that registered no subject accepts only
+// keybound workload certificates issued to it; one with more than one
+// subject is still refused at authentication unless the certificate is its
+// own workload certificate.
 func TestWorkloadCertificates(t *testing.T) {
 	f := loadFixture(t)
+	none, two := *f.clients["tls-dn"], *f.clients["tls-dn"]
+	none.ID, none.TLSSubjectDN = "tls-none", ""
+	two.ID, two.TLSSANDNS = "tls-two", "svc.payments.example.test"
+	f.clients[none.ID], f.clients[two.ID] = &none, &two
 	serial := f.leaf.SerialNumber.String()
 	mtls := func(id string) Request {
 		return Request{Form: url.Values{paramClientID: {id}}, PeerCertificates: []*x509.Certificate{f.leaf}}
@@ -47,6 +58,12 @@ func TestWorkloadCertificates(t *testing.T) {
 		{"a foreign certificate falls back to the registered subject", fakeWorkload{owner: map[string]string{}}, mtls("tls-dn"), true, ""},
 		{"revoked or expired: tls_client_auth refused", fakeWorkload{refused: errors.New("revoked")}, mtls("tls-dn"), false, "revoked or has expired"},
 		{"revoked or expired: private_key_jwt over mTLS refused too", fakeWorkload{refused: errors.New("revoked")}, jwtOverMTLS, false, "revoked or has expired"},
+		{"no subject: workload certificate of the client", fakeWorkload{owner: map[string]string{serial: "tls-none"}}, mtls("tls-none"), true, ""},
+		{"no subject: workload certificate of another client", fakeWorkload{owner: map[string]string{serial: "tls-dn"}}, mtls("tls-none"), false, "issued to another client"},
+		{"no subject: a trusted certificate that is not a workload certificate", fakeWorkload{owner: map[string]string{}}, mtls("tls-none"), false, "only keybound workload certificates"},
+		{"no subject and no workload CA configured", nil, mtls("tls-none"), false, "only keybound workload certificates"},
+		{"two subjects registered", fakeWorkload{owner: map[string]string{}}, mtls("tls-two"), false, "at most one certificate subject"},
+		{"two subjects, but the client's own workload certificate", fakeWorkload{owner: map[string]string{serial: "tls-two"}}, mtls("tls-two"), true, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -59,6 +76,9 @@ func TestWorkloadCertificates(t *testing.T) {
 				}
 				if res.CertThumbprint == "" {
 					t.Error("no thumbprint for the presented certificate")
+				}
+				if res.Client.ID != tt.req.Form.Get(paramClientID) || res.Method != identity.AuthTLSClient {
+					t.Errorf("authenticated %s with %s", res.Client.ID, res.Method)
 				}
 				return
 			}

@@ -345,7 +345,9 @@ func (v *Verifier) header(hdrB64 string) (*headerInfo, error) {
 	if v.headers == nil || len(v.headers) >= maxCachedHeaders {
 		v.headers = make(map[string]*headerInfo)
 	}
-	v.headers[hdrB64] = hi
+	// A clone: hdrB64 is a slice of the whole proof, which the key
+	// would otherwise keep alive as long as the entry.
+	v.headers[strings.Clone(hdrB64)] = hi
 	v.headersMu.Unlock()
 	return hi, nil
 }

@@ -499,10 +499,11 @@ func (s *Service) RevokeClient(ctx context.Context, actor, clientID, reason stri
 	if err != nil {
 		return 0, fmt.Errorf("workload: %w", err)
 	}
+	comment := truncate(strings.TrimSpace(reason), MaxReasonLen)
 	n := 0
 	var errs []error
 	for _, rec := range live {
-		if err := s.revoke(ctx, actor, rec, ReasonCessationOfOperation, truncate(strings.TrimSpace(reason), MaxReasonLen)); err != nil && !errors.Is(err, ErrAlreadyRevoked) {
+		if err := s.revoke(ctx, actor, rec, ReasonCessationOfOperation, comment); err != nil && !errors.Is(err, ErrAlreadyRevoked) {
 			errs = append(errs, err)
 			continue
 		}
