@@ -113,6 +113,11 @@ func sameOriginRedirect(req *http.Request, via []*http.Request) error {
 	return nil
 }
 
+// noRedirect follows no redirect: the 3xx response is returned. Requests
+// that carry a credential bound to their URL (a client assertion, a DPoP
+// proof, a CSR for the workload API) use it.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
 // validate checks c and returns the parsed token URL.
 func (c *Config) validate() (*url.URL, error) {
 	var problems []string

@@ -10,7 +10,7 @@
 //		return err
 //	}
 //	cfg := &sdk.Config{
-//		TokenURL:  "https://auth.example.com/oauth/token",
+//		TokenURL:  "https://auth.example.com/oauth2/token",
 //		ClientID:  "svc-billing",
 //		Key:       key,
 //		Scopes:    []string{"invoices:read"},

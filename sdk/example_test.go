@@ -17,7 +17,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	cfg := &sdk.Config{
-		TokenURL:  "https://auth.example.com/oauth/token",
+		TokenURL:  "https://auth.example.com/oauth2/token",
 		ClientID:  "svc-billing",
 		Key:       key,
 		Scopes:    []string{"invoices:read"},

@@ -120,7 +120,7 @@ func newTokenSource(ctx context.Context, c *Config) *TokenSource {
 		cp := *c.HTTPClient
 		client = &cp
 	}
-	client.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	client.CheckRedirect = noRedirect
 	ts.client = client
 
 	if c.Key != nil {

@@ -525,8 +525,7 @@ func (s *CertificateSource) renew(ctx context.Context, expected *certState) erro
 	// connection could present an older one.
 	tr := transportWith(s.base, old.cert)
 	tr.DisableKeepAlives = true
-	defer tr.CloseIdleConnections()
-	st, err := s.post(ctx, "renew", &http.Client{Transport: tr, Timeout: s.timeout}, s.renewURL, body, key, old.clientID)
+	st, err := s.post(ctx, "renew", tr, s.renewURL, body, key, old.clientID)
 	if err != nil {
 		var ce *CertificateError
 		if errors.As(err, &ce) && ce.permanent() {
@@ -584,9 +583,7 @@ func (s *CertificateSource) enroll(ctx context.Context, c *CertificateConfig) (*
 	if err != nil {
 		return nil, fmt.Errorf("keybound: enroll request: %w", err)
 	}
-	tr := transportWith(s.base, nil)
-	defer tr.CloseIdleConnections()
-	return s.post(ctx, "enroll", &http.Client{Transport: tr, Timeout: s.timeout}, s.enrollURL, body, key, s.clientID)
+	return s.post(ctx, "enroll", transportWith(s.base, nil), s.enrollURL, body, key, s.clientID)
 }
 
 func (s *CertificateSource) keyForCert() (crypto.Signer, error) {
@@ -610,16 +607,18 @@ func makeCSR(key crypto.Signer) (string, error) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: der})), nil
 }
 
-// post sends one issuance request and checks the answer: a chain whose leaf
-// certifies key, for the expected client when one is known.
-func (s *CertificateSource) post(ctx context.Context, op string, c *http.Client, u string, body []byte, key crypto.Signer, wantClient string) (*certState, error) {
+// post sends one issuance request over tr, a transport of its own that it
+// closes, and checks the answer: a chain whose leaf certifies key, for the
+// expected client when one is known.
+func (s *CertificateSource) post(ctx context.Context, op string, tr *http.Transport, u string, body []byte, key crypto.Signer, wantClient string) (*certState, error) {
+	defer tr.CloseIdleConnections()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
 	if err != nil {
 		return nil, fmt.Errorf("keybound: workload certificate %s: %w", op, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := &http.Client{Transport: tr, Timeout: s.timeout, CheckRedirect: noRedirect}
 	resp, err := c.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("keybound: workload certificate %s: %w", op, err)

@@ -390,7 +390,7 @@ func (b *bench) cleanup() {
 	if b.keybound != nil {
 		b.keybound.stop(20 * time.Second)
 		if b.opts.serverLog {
-			fmt.Fprintf(os.Stderr, "---- keybound log (last 50 lines) ----\n%s\n", tailFile(b.keybound.log, 50))
+			fmt.Fprintf(os.Stderr, "---- keybound log (last 50 lines) ----\n%s\n", benchkit.TailFile(b.keybound.log, 50))
 		}
 		b.keybound = nil
 	}

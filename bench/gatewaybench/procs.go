@@ -13,7 +13,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -37,7 +36,7 @@ func (p *proc) alive() error {
 	select {
 	case err := <-p.done:
 		p.done <- err
-		return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", p.name, err, tailFile(p.log, 20))
+		return fmt.Errorf("%s exited (%v); last lines of its log:\n%s", p.name, err, benchkit.TailFile(p.log, 20))
 	default:
 		return nil
 	}
@@ -115,7 +114,7 @@ func startProc(ctx context.Context, name, bin string, args, env []string, logPat
 		addr, ok := strings.CutPrefix(strings.TrimSpace(l.s), "listening ")
 		if l.err != nil || !ok {
 			p.stop(5 * time.Second)
-			return nil, "", fmt.Errorf("%s did not announce its address (%q, %v); log:\n%s", name, l.s, l.err, tailFile(logPath, 20))
+			return nil, "", fmt.Errorf("%s did not announce its address (%q, %v); log:\n%s", name, l.s, l.err, benchkit.TailFile(logPath, 20))
 		}
 		logf("%s pid %d on %s", name, p.pid(), addr)
 		return p, addr, nil
@@ -126,32 +125,4 @@ func startProc(ctx context.Context, name, bin string, args, env []string, logPat
 		p.stop(5 * time.Second)
 		return nil, "", ctx.Err()
 	}
-}
-
-func tailFile(path string, n int) string {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return ""
-	}
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
-}
-
-// buildKeybound compiles ./cmd/keybound into dir and returns the binary.
-func buildKeybound(ctx context.Context, dir string) (string, error) {
-	root, err := benchkit.ModuleRoot("gatewaybench")
-	if err != nil {
-		return "", err
-	}
-	bin := filepath.Join(dir, "keybound")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/keybound")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/keybound: %w", err)
-	}
-	return bin, nil
 }

@@ -92,7 +92,7 @@ func (b *bench) startAll(ctx context.Context) error {
 	}
 	b.upstreamURL = "http://" + upAddr
 
-	bin, err := buildKeybound(ctx, b.tmp)
+	bin, err := benchkit.BuildKeybound(ctx, "gatewaybench", b.tmp)
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func (b *bench) waitReady(ctx context.Context, serverAddr, gwAddr string) error 
 			return err
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("keybound not ready after 60s; log:\n%s", tailFile(b.keybound.log, 20))
+			return fmt.Errorf("keybound not ready after 60s; log:\n%s", benchkit.TailFile(b.keybound.log, 20))
 		}
 		if b.pool == nil {
 			if p, err := app.CAPool(caFile); err == nil {

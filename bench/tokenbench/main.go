@@ -55,12 +55,11 @@ import (
 	"github.com/keybound/keybound/bench/internal/benchkit"
 	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/ca"
+	"github.com/keybound/keybound/internal/clientauth"
 	"github.com/keybound/keybound/internal/dpop"
 	"github.com/keybound/keybound/internal/inventory"
 	"github.com/keybound/keybound/sdk"
 )
-
-const assertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 // hydraCPUPerToken is the ORY Hydra v26.2.0 reference: CPU per issued token
 // (private_key_jwt) on this machine class, from ../shared/DEPENDENCIES.md
@@ -190,21 +189,15 @@ func (r *result) failed() int {
 }
 
 func (b *bench) run(ctx context.Context) error {
-	root, err := benchkit.ModuleRoot("tokenbench")
-	if err != nil {
-		return err
-	}
+	var err error
 	b.tmp, err = os.MkdirTemp("", "tokenbench-")
 	if err != nil {
 		return err
 	}
-	bin := filepath.Join(b.tmp, "keybound")
 	logf("building ./cmd/keybound")
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/keybound")
-	build.Dir = root
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		return fmt.Errorf("go build ./cmd/keybound: %w", err)
+	bin, err := benchkit.BuildKeybound(ctx, "tokenbench", b.tmp)
+	if err != nil {
+		return err
 	}
 
 	// The floor is measured once before the server starts and again right
@@ -331,12 +324,7 @@ func (b *bench) tailLog() string {
 	if b.srvLog == nil {
 		return ""
 	}
-	data, _ := os.ReadFile(b.srvLog.Name())
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	if len(lines) > 20 {
-		lines = lines[len(lines)-20:]
-	}
-	return strings.Join(lines, "\n")
+	return benchkit.TailFile(b.srvLog.Name(), 20)
 }
 
 // cleanup stops the server (SIGTERM, then SIGKILL after 10 s) and removes
@@ -474,7 +462,7 @@ func (b *bench) sign() (creds, error) {
 func (b *bench) do(w *worker, mode string, c creds, record bool) {
 	var body string
 	if mode == "dpop" {
-		body = url.Values{"grant_type": {"client_credentials"}, "client_id": {b.dpopCli.id}, "client_assertion_type": {assertionType}, "client_assertion": {c.assertion}}.Encode()
+		body = url.Values{"grant_type": {"client_credentials"}, "client_id": {b.dpopCli.id}, "client_assertion_type": {clientauth.JWTBearerAssertionType}, "client_assertion": {c.assertion}}.Encode()
 	} else {
 		body = url.Values{"grant_type": {"client_credentials"}, "client_id": {b.mtlsCli.id}}.Encode()
 	}

@@ -80,10 +80,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		Scopes:     strings.Fields(*scope),
 		HTTPClient: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConf}},
 	}
-	// The client's transport is HTTPClient's, so the gateway sees the same
-	// certificate the token is bound to.
-	client := cfg.Client(ctx)
-	if *joinToken != "" {
+	var client *http.Client
+	if *joinToken == "" {
+		// The client's transport is HTTPClient's, so the gateway sees the
+		// same certificate the token is bound to.
+		client = cfg.Client(ctx)
+	} else {
 		// Enroll a key made in memory and renew it in the background; the
 		// client swaps certificate, connections and token together.
 		// keybound's token endpoint is ISSUER/oauth2/token.

@@ -1,5 +1,6 @@
 // Package benchkit holds what keybound's load benchmarks (tokenbench,
-// gatewaybench) share: finding the module and a free port, the machine
+// gatewaybench) share: finding the module, building keybound, a free port,
+// the tail of a log file, the machine
 // description, process CPU time from /proc, registering the clients they
 // load the server with through the admin API, the one-connection HTTP
 // client each load worker uses, signing credentials ahead on every CPU, and
@@ -45,6 +46,38 @@ func ModuleRoot(name string) (string, error) {
 		return "", fmt.Errorf("run %s inside the keybound module (go run ./bench/%s)", name, name)
 	}
 	return filepath.Dir(gomod), nil
+}
+
+// BuildKeybound compiles ./cmd/keybound of the module (see ModuleRoot; name
+// is the benchmark) into dir and returns the binary's path. The compiler's
+// output goes to stderr.
+func BuildKeybound(ctx context.Context, name, dir string) (string, error) {
+	root, err := ModuleRoot(name)
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "keybound")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/keybound")
+	build.Dir = root
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/keybound: %w", err)
+	}
+	return bin, nil
+}
+
+// TailFile returns the last n lines of the file at path (a child process's
+// log, for an error message), or "" when it cannot be read.
+func TailFile(path string, n int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
 }
 
 // FreePort returns a loopback TCP port that was free a moment ago.

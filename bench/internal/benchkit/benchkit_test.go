@@ -2,6 +2,7 @@ package benchkit
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -89,6 +90,26 @@ func TestFailureCell(t *testing.T) {
 	} {
 		if got := FailureCell(tc.in); got != tc.want {
 			t.Errorf("FailureCell(%v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}
+
+func TestTailFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "server.log")
+	if err := os.WriteFile(path, []byte("a\nb\nc\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		path string
+		n    int
+		want string
+	}{
+		{path, 2, "b\nc"},
+		{path, 20, "a\nb\nc"},
+		{filepath.Join(t.TempDir(), "missing.log"), 20, ""},
+	} {
+		if got := TailFile(tc.path, tc.n); got != tc.want {
+			t.Errorf("TailFile(%s, %d) = %q, want %q", filepath.Base(tc.path), tc.n, got, tc.want)
 		}
 	}
 }
