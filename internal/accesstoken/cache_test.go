@@ -67,13 +67,7 @@ func TestCache(t *testing.T) {
 // BenchmarkCacheHit is the gateway's steady state: a token seen before,
 // served from the cache.
 func BenchmarkCacheHit(b *testing.B) {
-	r := newRing(b)
-	c := testClaims()
-	c.Confirmation = &Confirmation{JKT: "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I"}
-	tok, err := Issue(current(b, r), c)
-	if err != nil {
-		b.Fatal(err)
-	}
+	r, c, tok := boundToken(b)
 	cache := NewCache(testVerifier(r), 1024, func() time.Time { return c.IssuedAt })
 	if _, err := cache.Verify(tok); err != nil {
 		b.Fatal(err)
