@@ -76,7 +76,10 @@ func startWithOptions(t *testing.T, mutate func(*config.Config), gl net.Listener
 	cfg := config.Default()
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.Server.Addr = l.Addr().String()
-	cfg.Server.ShutdownTimeout = 5 * time.Second
+	// Longer than the 5 s net/http waits before it treats a connection
+	// that never sent a request as idle: an SDK transport can leave one
+	// (a dial it no longer needed), and at exactly 5 s shutdown raced it.
+	cfg.Server.ShutdownTimeout = 10 * time.Second
 	if mutate != nil {
 		mutate(&cfg)
 	}
