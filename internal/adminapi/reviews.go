@@ -27,7 +27,7 @@ import (
 // Reviews is the access-review service.
 type Reviews interface {
 	List(ctx context.Context, f review.Filter) ([]review.Item, error)
-	Evaluate(ctx context.Context, cs []*identity.Client, now time.Time) ([]review.Item, error)
+	Assess(ctx context.Context, cs []*identity.Client, now time.Time) (review.Assessment, error)
 	Orphans(ctx context.Context, cs []*identity.Client) (map[string]bool, error)
 	Attest(ctx context.Context, actor, id string, a review.Attestation) (*review.Item, error)
 }
@@ -172,20 +172,17 @@ func (a *API) reviewInput(ctx context.Context, in *posture.Input) error {
 	if a.Reviews == nil {
 		return nil
 	}
-	items, err := a.Reviews.Evaluate(ctx, in.Clients, in.Now)
+	as, err := a.Reviews.Assess(ctx, in.Clients, in.Now)
 	if err != nil {
 		return err
 	}
 	in.ReviewsTracked, in.OverdueReviews = true, map[string]bool{}
-	for _, it := range items {
+	for _, it := range as.Items {
 		if it.State == review.StateOverdue || it.State == review.StateLapsed {
 			in.OverdueReviews[it.Client.ID] = true
 		}
 	}
-	if in.Orphaned, err = a.Reviews.Orphans(ctx, in.Clients); err != nil {
-		return err
-	}
-	in.OwnersTracked = true
+	in.Orphaned, in.OwnersTracked = as.Orphaned, true
 	return nil
 }
 

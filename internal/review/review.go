@@ -235,13 +235,28 @@ func (s *Service) List(ctx context.Context, f Filter) ([]Item, error) {
 	return out, nil
 }
 
-// Evaluate computes the schedule of each reviewed identity of cs at now,
+// Evaluate computes the schedule of each reviewed identity of cs at now.
+func (s *Service) Evaluate(ctx context.Context, cs []*identity.Client, now time.Time) ([]Item, error) {
+	a, err := s.Assess(ctx, cs, now)
+	return a.Items, err
+}
+
+// Assessment is what the posture report reads from the review service.
+type Assessment struct {
+	// Items is the schedule of each reviewed identity, as Evaluate gives.
+	Items []Item
+	// Orphaned holds the ids of the identities of cs that are orphaned, as
+	// Orphans gives.
+	Orphaned map[string]bool
+}
+
+// Assess evaluates cs at now and finds the orphaned identities among them,
 // reading the review history and the owner directory once: the posture
 // report calls it with the inventory it already holds.
-func (s *Service) Evaluate(ctx context.Context, cs []*identity.Client, now time.Time) ([]Item, error) {
+func (s *Service) Assess(ctx context.Context, cs []*identity.Client, now time.Time) (Assessment, error) {
 	latest, err := s.Store.LatestReviews(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("review: %w", err)
+		return Assessment{}, fmt.Errorf("review: %w", err)
 	}
 	type last struct{ attest, transfer *store.Review }
 	by := make(map[string]*last, len(latest))
@@ -261,9 +276,9 @@ func (s *Service) Evaluate(ctx context.Context, cs []*identity.Client, now time.
 	}
 	departed, err := s.departed(ctx)
 	if err != nil {
-		return nil, err
+		return Assessment{}, err
 	}
-	out := make([]Item, 0, len(cs))
+	out := Assessment{Items: make([]Item, 0, len(cs)), Orphaned: orphans(cs, departed)}
 	for _, c := range cs {
 		l := by[c.ID]
 		if l == nil {
@@ -273,7 +288,7 @@ func (s *Service) Evaluate(ctx context.Context, cs []*identity.Client, now time.
 		if !ok {
 			continue
 		}
-		out = append(out, Item{Client: c, Schedule: sch, LastAttestation: l.attest, Orphaned: departed[c.Owner]})
+		out.Items = append(out.Items, Item{Client: c, Schedule: sch, LastAttestation: l.attest, Orphaned: departed[c.Owner]})
 	}
 	return out, nil
 }
@@ -285,13 +300,19 @@ func (s *Service) Orphans(ctx context.Context, cs []*identity.Client) (map[strin
 	if err != nil {
 		return nil, err
 	}
+	return orphans(cs, departed), nil
+}
+
+// orphans picks from cs the identities not revoked whose owner is in
+// departed.
+func orphans(cs []*identity.Client, departed map[string]bool) map[string]bool {
 	out := map[string]bool{}
 	for _, c := range cs {
 		if c.Status != identity.StatusRevoked && departed[c.Owner] {
 			out[c.ID] = true
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (s *Service) departed(ctx context.Context) (map[string]bool, error) {

@@ -210,6 +210,24 @@ func TestAttest(t *testing.T) {
 				t.Errorf("%s orphaned = %v", it.Client.ID, it.Orphaned)
 			}
 		}
+		// The posture report's one read: the same schedules and orphans.
+		cs, err := f.inv.List(ctx, store.ClientFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		as, err := f.rv.Assess(ctx, cs, f.now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(as.Items) != len(items) || len(as.Orphaned) != 1 || !as.Orphaned["other"] {
+			t.Errorf("assessment: %d items (want %d), orphaned %v (want only other)", len(as.Items), len(items), as.Orphaned)
+		}
+		// A revoked identity of a departed owner governs nothing: not orphaned.
+		gone := *cs[slices.IndexFunc(cs, func(c *identity.Client) bool { return c.ID == "other" })]
+		gone.Status = identity.StatusRevoked
+		if as, err := f.rv.Assess(ctx, []*identity.Client{&gone}, f.now); err != nil || len(as.Orphaned) != 0 {
+			t.Errorf("revoked identity of a departed owner: orphaned %v, %v", as.Orphaned, err)
+		}
 	})
 
 	t.Run("transfer makes the review due at once", func(t *testing.T) {
