@@ -151,15 +151,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		clientCAs.AddCert(r)
 	}
 	if cfg.Server.ClientCAFile != "" {
-		if err := checkFileMode(log, "server.client_ca_file", cfg.Server.ClientCAFile, kindTrust); err != nil {
-			return nil, fmt.Errorf("app: %w", err)
-		}
-		b, err := os.ReadFile(cfg.Server.ClientCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("app: server.client_ca_file: %w", err)
-		}
-		if !clientCAs.AppendCertsFromPEM(b) {
-			return nil, fmt.Errorf("app: server.client_ca_file %s holds no PEM certificate", cfg.Server.ClientCAFile)
+		if _, err := trustFile(log, "server.client_ca_file", cfg.Server.ClientCAFile, clientCAs); err != nil {
+			return nil, err
 		}
 	}
 	a.tlsConf = &tls.Config{

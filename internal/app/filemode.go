@@ -1,6 +1,7 @@
 package app
 
 import (
+	"crypto/x509"
 	"fmt"
 	"log/slog"
 	"os"
@@ -54,4 +55,24 @@ func checkFileMode(log *slog.Logger, setting, path string, kind fileKind) error 
 			"setting", setting, "file", path, "mode", mode)
 	}
 	return nil
+}
+
+// trustFile checks an operator-supplied CA file's mode (kindTrust) and adds
+// its certificates to pool, or to a new pool when pool is nil. Errors name
+// the setting, so the operator knows which key of the configuration to fix.
+func trustFile(log *slog.Logger, setting, path string, pool *x509.CertPool) (*x509.CertPool, error) {
+	if err := checkFileMode(log, setting, path, kindTrust); err != nil {
+		return nil, fmt.Errorf("app: %w", err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("app: %s: %w", setting, err)
+	}
+	if pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("app: %s: %s holds no PEM certificate", setting, path)
+	}
+	return pool, nil
 }

@@ -2,12 +2,21 @@ package app
 
 import (
 	"bytes"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"io"
 	"log/slog"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 func TestCheckFileMode(t *testing.T) {
@@ -72,5 +81,63 @@ func TestCheckFileMode(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestTrustFile: a CA file is mode-checked, read and parsed, and every
+// refusal names the setting.
+func TestTrustFile(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test CA"}, IsCA: true, BasicConstraintsValid: true,
+		NotBefore: time.Now().Add(-time.Minute), NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageCertSign}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	write := func(name string, b []byte, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, b, mode); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(p, mode); err != nil { // past the umask
+			t.Fatal(err)
+		}
+		return p
+	}
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	refusals := []struct {
+		name, path, want string
+	}{
+		{"missing", filepath.Join(dir, "absent.pem"), "no such file"},
+		{"world writable", write("open.pem", caPEM, 0o666), "can be written by any user"},
+		{"no certificate", write("key.pem", []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"), 0o644), "holds no PEM certificate"},
+		{"empty", write("empty.pem", nil, 0o644), "holds no PEM certificate"},
+	}
+	for _, tt := range refusals {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := trustFile(log, "gateway.issuer_ca_file", tt.path, nil)
+			if err == nil || p != nil || !strings.HasPrefix(err.Error(), "app: gateway.issuer_ca_file: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("pool %v, err %v; want an error naming gateway.issuer_ca_file with %q", p, err, tt.want)
+			}
+		})
+	}
+
+	good := write("ca.pem", caPEM, 0o644)
+	fresh, err := trustFile(log, "gateway.issuer_ca_file", good, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(fresh.Subjects()); n != 1 { //nolint:staticcheck // counting only
+		t.Errorf("new pool holds %d certificates, want 1", n)
+	}
+	base := x509.NewCertPool()
+	got, err := trustFile(log, "server.client_ca_file", good, base)
+	if err != nil || got != base || len(base.Subjects()) != 1 { //nolint:staticcheck // counting only
+		t.Errorf("appending to a pool: %v, %v (same pool: %v)", got, err, got == base)
 	}
 }

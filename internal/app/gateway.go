@@ -135,14 +135,10 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 func (a *App) remoteTokens(gc config.Gateway, reg prometheus.Registerer) (*accesstoken.Verifier, error) {
 	var roots *x509.CertPool
 	if gc.IssuerCAFile != "" {
-		if err := checkFileMode(a.log, "gateway.issuer_ca_file", gc.IssuerCAFile, kindTrust); err != nil {
-			return nil, fmt.Errorf("app: %w", err)
+		var err error
+		if roots, err = trustFile(a.log, "gateway.issuer_ca_file", gc.IssuerCAFile, nil); err != nil {
+			return nil, err
 		}
-		p, err := CAPool(gc.IssuerCAFile)
-		if err != nil {
-			return nil, fmt.Errorf("app: gateway.issuer_ca_file: %w", err)
-		}
-		roots = p
 	}
 	remote, err := keys.NewRemote(keys.RemoteConfig{URL: gc.JWKSURL, RootCAs: roots, Log: a.log})
 	if err != nil {

@@ -469,7 +469,7 @@ func TestInvalidConfigRefusedBeforeStart(t *testing.T) {
 
 // TestWritableKeyFilesRefuseStart: a key, secret or trusted-CA file that
 // any user can write stops app.New with an error naming the setting and
-// the file, for each setting that names one.
+// the file, for each of the six settings that name one.
 func TestWritableKeyFilesRefuseStart(t *testing.T) {
 	dir := t.TempDir()
 	file := func(name, content string, mode os.FileMode) string {
@@ -501,6 +501,10 @@ func TestWritableKeyFilesRefuseStart(t *testing.T) {
 		{"governance.notify.webhook.ca_file", func(c *config.Config, bad string) {
 			w := &c.Governance.Notify.Webhook
 			w.URL, w.SecretFile, w.CAFile = "https://127.0.0.1:1/hook", okSecret, bad
+		}},
+		{"gateway.issuer_ca_file", func(c *config.Config, bad string) {
+			g := &c.Gateway
+			g.Addr, g.Issuer, g.JWKSURL, g.IssuerCAFile = "127.0.0.1:0", "https://127.0.0.1:1", "https://127.0.0.1:1/jwks", bad
 		}},
 	}
 	for _, tt := range tests {

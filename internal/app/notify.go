@@ -42,11 +42,8 @@ func (a *App) buildNotify(admin *adminapi.API, reg prometheus.Registerer) error 
 		}
 		wc := notify.WebhookConfig{URL: w.URL, Secret: secret, Timeout: w.Timeout}
 		if w.CAFile != "" {
-			if err := checkFileMode(a.log, "governance.notify.webhook.ca_file", w.CAFile, kindTrust); err != nil {
-				return fmt.Errorf("app: %w", err)
-			}
-			if wc.RootCAs, err = CAPool(w.CAFile); err != nil {
-				return fmt.Errorf("app: governance.notify.webhook.ca_file: %w", err)
+			if wc.RootCAs, err = trustFile(a.log, "governance.notify.webhook.ca_file", w.CAFile, nil); err != nil {
+				return err
 			}
 		}
 		if svc.Webhook, err = notify.NewWebhook(wc); err != nil {
