@@ -13,7 +13,6 @@ package gateway
 import (
 	"context"
 	"crypto/x509"
-	"encoding/pem"
 	"errors"
 	"log/slog"
 	"net"
@@ -113,6 +112,7 @@ type Gateway struct {
 	metrics      *Metrics
 	log          *slog.Logger
 	proxy        *httputil.ReverseProxy
+	forwarded    forwardedCerts
 	now          func() time.Time
 }
 
@@ -389,19 +389,7 @@ func (g *Gateway) clientCert(r *http.Request) *x509.Certificate {
 	if v == "" || len(v) > MaxForwardedCertBytes {
 		return nil
 	}
-	raw, err := url.QueryUnescape(v)
-	if err != nil {
-		return nil
-	}
-	blk, _ := pem.Decode([]byte(raw))
-	if blk == nil || blk.Type != "CERTIFICATE" {
-		return nil
-	}
-	c, err := x509.ParseCertificate(blk.Bytes)
-	if err != nil {
-		return nil
-	}
-	return c
+	return g.forwarded.parse(v)
 }
 
 func (g *Gateway) trustedPeer(r *http.Request) bool {
