@@ -123,10 +123,14 @@ func (e *CertificateError) Is(target error) bool {
 }
 
 // permanent reports whether retrying the same request cannot succeed: a
-// client error other than a timeout or rate limit.
+// client error other than a timeout, a rate limit, or keybound's
+// limit-reached (the identity holds as many live certificates as keybound
+// allows; one expiring or being revoked makes room, so a later retry can
+// succeed).
 func (e *CertificateError) permanent() bool {
 	return e.StatusCode >= 400 && e.StatusCode < 500 &&
-		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests
+		e.StatusCode != http.StatusRequestTimeout && e.StatusCode != http.StatusTooManyRequests &&
+		!strings.HasSuffix(e.Type, ":limit-reached")
 }
 
 // CertificateConfig says how to enroll for a keybound workload certificate.

@@ -633,6 +633,53 @@ func TestCertificateSourceIssuedForAnotherKeyAtRenewal(t *testing.T) {
 	}
 }
 
+// TestCertificateSourceRetriesAtLimit: keybound's limit-reached (too many
+// live certificates) is refused now but can pass later, so renewal goes on
+// and a later Renew succeeds; other client errors stop it.
+func TestCertificateSourceRetriesAtLimit(t *testing.T) {
+	f := newFakeWorkloadAPI(t, time.Hour)
+	src, err := NewCertificateSource(t.Context(), f.joinConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	before := src.Leaf()
+	f.mu.Lock()
+	f.refuse = func(w http.ResponseWriter) bool {
+		f.problem(w, 409, "limit-reached", "", "the identity already holds 64 live certificates; revoke unused ones or let them expire")
+		return true
+	}
+	f.mu.Unlock()
+	err = src.Renew(t.Context())
+	var ce *CertificateError
+	if !errors.As(err, &ce) || ce.StatusCode != 409 || !strings.Contains(err.Error(), "64 live certificates") {
+		t.Fatalf("Renew = %v; want the limit-reached refusal", err)
+	}
+	if src.Err() != nil || src.Leaf() != before {
+		t.Fatalf("limit-reached stopped renewal (Err %v) or replaced the certificate", src.Err())
+	}
+	f.mu.Lock()
+	f.refuse = nil
+	f.mu.Unlock()
+	if err := src.Renew(t.Context()); err != nil {
+		t.Fatalf("Renew once there is room: %v", err)
+	}
+	if src.Leaf() == before || src.Renewals() != 1 {
+		t.Errorf("the certificate was not renewed (renewals %d)", src.Renewals())
+	}
+
+	// A conflict of another kind is still final.
+	f.mu.Lock()
+	f.refuse = func(w http.ResponseWriter) bool {
+		f.problem(w, 409, "already-revoked", "", "the certificate is revoked already")
+		return true
+	}
+	f.mu.Unlock()
+	if err := src.Renew(t.Context()); err == nil || src.Err() == nil {
+		t.Errorf("Renew = %v, Err = %v; want renewal stopped", err, src.Err())
+	}
+}
+
 func TestRenewSchedule(t *testing.T) {
 	got := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	tests := []struct {
