@@ -6,10 +6,7 @@ package examples_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -20,6 +17,7 @@ import (
 	"time"
 
 	"github.com/keybound/keybound/internal/app"
+	"github.com/keybound/keybound/internal/app/apptest"
 	"github.com/keybound/keybound/internal/cli"
 	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/route"
@@ -40,59 +38,17 @@ func start(t *testing.T) *env {
 		})
 	}))
 	t.Cleanup(up.Close)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Server.Addr = l.Addr().String()
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	cfg.Tokens.DPoP.RequireNonce = true
-	cfg.Gateway.Addr = gl.Addr().String()
-	cfg.Gateway.Routes = []route.Spec{{Name: "invoices", Path: "/invoices/{id}", Methods: []string{"GET"}, Upstream: up.URL,
-		Scopes: route.ScopeSpec{All: []string{"invoices:read"}}, Sensitivity: "confidential"}}
-	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), app.WithListener(l), app.WithGatewayListener(gl))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	pool, err := app.CAPool(a.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	defer hc.CloseIdleConnections()
-	for i := 0; ; i++ {
-		resp, err := hc.Get(cfg.IssuerURL() + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				break
-			}
-		}
-		if i == 500 {
-			t.Fatal("server never became ready")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	d, err := app.LoadAdmin(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &env{dataDir: cfg.DataDir, tokenURL: d.TokenEndpoint, caFile: d.CAFile, gw: "https://" + gl.Addr().String()}
+	s := apptest.Start(t, func(cfg *config.Config) {
+		cfg.Tokens.DPoP.RequireNonce = true
+		cfg.Gateway.Addr = gl.Addr().String()
+		cfg.Gateway.Routes = []route.Spec{{Name: "invoices", Path: "/invoices/{id}", Methods: []string{"GET"}, Upstream: up.URL,
+			Scopes: route.ScopeSpec{All: []string{"invoices:read"}}, Sensitivity: "confidential"}}
+	}, app.WithGatewayListener(gl))
+	return &env{dataDir: s.Config.DataDir, tokenURL: s.Admin.TokenEndpoint, caFile: s.Admin.CAFile, gw: "https://" + gl.Addr().String()}
 }
 
 // keybound runs the CLI in-process against e and returns its stdout.

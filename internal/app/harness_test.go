@@ -8,39 +8,19 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
-	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keybound/keybound/internal/adminapi"
 	"github.com/keybound/keybound/internal/app"
+	"github.com/keybound/keybound/internal/app/apptest"
 	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/inventory"
 	"github.com/keybound/keybound/sdk"
 )
-
-// syncBuffer collects log output from server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // harness is one keybound server on a loopback port with a fresh data dir.
 type harness struct {
@@ -50,7 +30,7 @@ type harness struct {
 	pool    *x509.CertPool
 	admin   *http.Client
 	adminID string
-	logs    *syncBuffer
+	logs    *apptest.Logs
 	stop    func() error
 }
 
@@ -69,62 +49,16 @@ func startWith(t *testing.T, mutate func(*config.Config), gl net.Listener) *harn
 // and configFile, when set, is where routes are reloaded from.
 func startWithOptions(t *testing.T, mutate func(*config.Config), gl net.Listener, configFile string) *harness {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Server.Addr = l.Addr().String()
-	// Longer than the 5 s net/http waits before it treats a connection
-	// that never sent a request as idle: an SDK transport can leave one
-	// (a dial it no longer needed), and at exactly 5 s shutdown raced it.
-	cfg.Server.ShutdownTimeout = 10 * time.Second
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	opts := []app.Option{app.WithListener(l)}
+	var opts []app.Option
 	if gl != nil {
 		opts = append(opts, app.WithGatewayListener(gl))
 	}
 	if configFile != "" {
 		opts = append(opts, app.WithConfigFile(configFile))
 	}
-	a, err := app.New(context.Background(), cfg, log, opts...)
-	if err != nil {
-		l.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	h := &harness{t: t, cfg: cfg, issuer: cfg.IssuerURL(), logs: logs}
-	var once sync.Once
-	var stopErr error
-	h.stop = func() error {
-		once.Do(func() { cancel(); stopErr = <-done })
-		return stopErr
-	}
-	t.Cleanup(func() {
-		if err := h.stop(); err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-	h.pool, err = app.CAPool(a.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.waitReady()
-	d, err := app.LoadAdmin(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h.adminID = d.ClientID
+	s := apptest.Start(t, mutate, opts...)
+	h := &harness{t: t, cfg: s.Config, issuer: s.Issuer, pool: s.Pool, adminID: s.Admin.ClientID, logs: s.Logs, stop: s.Stop}
+	d := s.Admin
 	key, err := sdk.LoadPrivateKey(d.KeyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -140,22 +74,6 @@ func (h *harness) httpClient(certs []tls.Certificate) *http.Client {
 		Timeout:   10 * time.Second,
 		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: h.pool, Certificates: certs}},
 	}
-}
-
-func (h *harness) waitReady() {
-	h.t.Helper()
-	c := h.httpClient(nil)
-	for i := 0; i < 200; i++ {
-		resp, err := c.Get(h.issuer + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
-			}
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	h.t.Fatal("server never became ready")
 }
 
 // adminDo calls the admin API as the admin identity.

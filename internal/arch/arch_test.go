@@ -29,7 +29,7 @@ var tiers = map[string]int{
 	"internal/authserver": 4, "internal/adminapi": 4, "internal/gateway": 4, "internal/workloadapi": 4,
 
 	"internal/store/sqlite": 5, "internal/store/storetest": 5, "internal/config": 5,
-	"internal/app": 5, "internal/cli": 5,
+	"internal/app": 5, "internal/cli": 5, "internal/app/apptest": 5,
 
 	"internal/arch": 0, // holds only tests
 }

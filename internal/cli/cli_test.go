@@ -3,42 +3,21 @@ package cli_test
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
-	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/keybound/keybound/internal/app"
+	"github.com/keybound/keybound/internal/app/apptest"
 	"github.com/keybound/keybound/internal/cli"
 	"github.com/keybound/keybound/internal/config"
 )
-
-// syncBuffer collects server log output written from server goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // server is one in-process keybound on a loopback port with a fresh data dir.
 type server struct {
@@ -56,69 +35,9 @@ func startServer(t *testing.T) *server { return startServerWith(t, nil) }
 // gateway with routes, say) and extra app options (its listener).
 func startServerWith(t *testing.T, mutate func(*config.Config), opts ...app.Option) *server {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := config.Default()
-	cfg.DataDir = filepath.Join(t.TempDir(), "data")
-	cfg.Server.Addr = l.Addr().String()
-	cfg.Server.ShutdownTimeout = 5 * time.Second
-	if mutate != nil {
-		mutate(&cfg)
-	}
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	a, err := app.New(context.Background(), cfg, log, append([]app.Option{app.WithListener(l)}, opts...)...)
-	if err != nil {
-		l.Close()
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Serve(ctx) }()
-	var once sync.Once
-	s := &server{dataDir: cfg.DataDir, issuer: cfg.IssuerURL()}
-	s.stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		})
-	}
-	t.Cleanup(func() {
-		s.stop()
-		if t.Failed() {
-			t.Logf("server log:\n%s", logs.String())
-		}
-	})
-
-	pool, err := app.CAPool(a.CAFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	hc := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-	defer hc.CloseIdleConnections()
-	ready := false
-	for i := 0; i < 500 && !ready; i++ {
-		if resp, err := hc.Get(s.issuer + "/readyz"); err == nil {
-			resp.Body.Close()
-			ready = resp.StatusCode == http.StatusOK
-		}
-		if !ready {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
-	if !ready {
-		t.Fatal("server never became ready")
-	}
-	d, err := app.LoadAdmin(cfg.DataDir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.adminID = d.ClientID
-	return s
+	s := apptest.Start(t, mutate, opts...)
+	// A failed stop is reported by apptest's cleanup.
+	return &server{dataDir: s.Config.DataDir, issuer: s.Issuer, adminID: s.Admin.ClientID, stop: func() { _ = s.Stop() }}
 }
 
 // result is one CLI run.
