@@ -152,8 +152,9 @@ type Authenticator struct {
 	// Now returns the current time. Nil means time.Now.
 	Now func() time.Time
 
-	keySets keySetCache
-	chains  chainCache
+	keySets  keySetCache
+	chains   chainCache
+	subjects subjectCache
 }
 
 // Form parameters (RFC 6749 section 2.3.1, RFC 7521 section 4.2).

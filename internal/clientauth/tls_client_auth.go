@@ -111,7 +111,7 @@ func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certific
 	var ok bool
 	switch {
 	case c.TLSSubjectDN != "":
-		ok = subjectMatches(leaf, c.TLSSubjectDN)
+		ok = a.subjects.matches(leaf, c.TLSSubjectDN)
 	case c.TLSSANURI != "":
 		ok = slices.ContainsFunc(leaf.URIs, func(u *url.URL) bool { return u.String() == c.TLSSANURI })
 	default:

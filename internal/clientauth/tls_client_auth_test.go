@@ -4,6 +4,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"fmt"
 	"math/big"
 	"testing"
 	"time"
@@ -46,9 +47,30 @@ func TestSubjectMatches(t *testing.T) {
 		{`CN=payments\, primary,OU=Payments+UID=svc-42,O=Example Corp,C=US\`, false},
 		{``, false},
 	}
+	other := mustCert(t, &x509.Certificate{
+		SerialNumber: big.NewInt(8), Subject: pkix.Name{CommonName: "payments, primary"},
+		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(time.Hour),
+	}, nil, key, key)
+	var cache subjectCache
 	for _, tt := range tests {
 		if got := subjectMatches(leaf, tt.dn); got != tt.want {
 			t.Errorf("subjectMatches(%q) = %v, want %v", tt.dn, got, tt.want)
+		}
+		// The cache answers the same, first computed then remembered, and
+		// keeps certificates with other subjects apart.
+		for range 2 {
+			if got := cache.matches(leaf, tt.dn); got != tt.want {
+				t.Errorf("cached matches(%q) = %v, want %v", tt.dn, got, tt.want)
+			}
+			if cache.matches(other, tt.dn) {
+				t.Errorf("cached matches(%q) accepted a certificate with another subject", tt.dn)
+			}
+		}
+	}
+	for i := range maxCachedSubjects + 10 {
+		cache.matches(leaf, fmt.Sprintf("CN=n%d", i))
+		if len(cache.m) > maxCachedSubjects {
+			t.Fatalf("subject cache holds %d entries, bound %d", len(cache.m), maxCachedSubjects)
 		}
 	}
 }
