@@ -144,6 +144,12 @@ func (a *API) Register(mux *http.ServeMux) {
 func (a *API) wrap(h handlerFunc) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		caller, err := a.Auth.Check(r, a.BaseURL+r.URL.Path, protect.PeerCertificate(r))
+		if err == nil && !caller.SenderConstrained() {
+			// An identity registered with allow_bearer can hold the admin
+			// scope, but a copied bearer token must never administer.
+			err = a.Auth.Refuse(caller, http.StatusForbidden, oauth.CodeInsufficientScope,
+				"the admin API accepts only sender-constrained tokens: use a DPoP-bound or certificate-bound token, not a bearer token")
+		}
 		if err == nil {
 			err = a.Auth.RequireScope(caller, Scope)
 		}

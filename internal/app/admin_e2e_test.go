@@ -50,6 +50,11 @@ func TestAdminAPIAuthentication(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// An admin identity registered for unbound bearer tokens: its token
+	// carries the admin scope, but a bearer token must never administer.
+	bearer := h.newKeyClient(inventory.Registration{Scope: "keybound:admin", AllowBearer: true})
+	bearerClient := (&sdk.Config{TokenURL: h.issuer + "/oauth2/token", ClientID: bearer.id, Key: bearer.key, KeyID: bearer.kid, HTTPClient: h.httpClient(nil)}).Client(ctx)
+
 	tests := []struct {
 		name       string
 		client     *http.Client
@@ -68,6 +73,7 @@ func TestAdminAPIAuthentication(t *testing.T) {
 		{"DPoP-bound admin token without a proof", nil, map[string]string{"Authorization": "DPoP " + adminTok.AccessToken}, 401, "invalid_dpop_proof", "DPoP"},
 		{"valid DPoP token without the admin scope", plainClient, nil, 403, "insufficient_scope", "DPoP"},
 		{"valid DPoP token for another audience", apiCfg.Client(ctx), nil, 401, "invalid_token", "DPoP"},
+		{"unbound bearer token with the admin scope", bearerClient, nil, 403, "insufficient_scope", "Bearer"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
