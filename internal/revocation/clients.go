@@ -14,8 +14,8 @@ type ClientLookup interface {
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
 }
 
-// MaxCachedClients bounds the client cache; past it, the oldest half of the
-// entries are dropped (they are re-read on next use).
+// MaxCachedClients bounds the client cache; past it, half of the entries
+// (arbitrary ones) are dropped; they are re-read on next use.
 const MaxCachedClients = 100_000
 
 // Clients caches client registrations for request paths that must check a
@@ -31,6 +31,11 @@ type Clients struct {
 
 	mu      sync.RWMutex
 	entries map[string]clientEntry
+	// gen counts Invalidate calls. A lookup caches what it read only if
+	// no invalidation happened while it read: otherwise a read that began
+	// before a suspension could store the old registration after
+	// Invalidate, and the suspension would wait out the TTL.
+	gen uint64
 
 	hits, misses atomic.Uint64
 }
@@ -62,6 +67,7 @@ func (cc *Clients) GetClient(ctx context.Context, id string) (*identity.Client, 
 	now := cc.now()
 	cc.mu.RLock()
 	e, ok := cc.entries[id]
+	gen := cc.gen
 	cc.mu.RUnlock()
 	if ok && now.Sub(e.fetched) < cc.ttl {
 		cc.hits.Add(1)
@@ -74,6 +80,12 @@ func (cc *Clients) GetClient(ctx context.Context, id string) (*identity.Client, 
 		return nil, err
 	}
 	cc.mu.Lock()
+	if cc.gen != gen {
+		// Changed while we read: answer this request with what was read
+		// (it began before the change), but leave the cache to the next.
+		cc.mu.Unlock()
+		return c, nil
+	}
 	if len(cc.entries) >= MaxCachedClients {
 		n := 0
 		for k := range cc.entries {
@@ -92,5 +104,6 @@ func (cc *Clients) GetClient(ctx context.Context, id string) (*identity.Client, 
 func (cc *Clients) Invalidate(id string) {
 	cc.mu.Lock()
 	delete(cc.entries, id)
+	cc.gen++
 	cc.mu.Unlock()
 }

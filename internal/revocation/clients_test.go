@@ -78,3 +78,41 @@ func TestClientsCache(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+// hookLookup runs during before answering, as a change made while a
+// lookup is in flight.
+type hookLookup struct {
+	status identity.Status
+	during func()
+}
+
+func (h *hookLookup) GetClient(_ context.Context, id string) (*identity.Client, error) {
+	c := &identity.Client{ID: id, Status: h.status}
+	if h.during != nil {
+		h.during()
+		h.during = nil
+	}
+	return c, nil
+}
+
+// TestClientsInvalidateDuringLookup: a suspension made in this process
+// while another request's lookup is reading the store must apply to the
+// next request, not after the TTL.
+func TestClientsInvalidateDuringLookup(t *testing.T) {
+	now := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	src := &hookLookup{status: identity.StatusActive}
+	cc := NewClients(src, time.Minute, func() time.Time { return now })
+	src.during = func() {
+		// The admin API suspends and invalidates after the read above.
+		src.status = identity.StatusSuspended
+		cc.Invalidate("a")
+	}
+	c, err := cc.GetClient(context.Background(), "a")
+	if err != nil || c.Status != identity.StatusActive {
+		t.Fatalf("racing lookup = %+v, %v; want the registration it read", c, err)
+	}
+	c, err = cc.GetClient(context.Background(), "a")
+	if err != nil || c.Status != identity.StatusSuspended {
+		t.Fatalf("next lookup = %+v, %v; want the suspension at once", c, err)
+	}
+}
