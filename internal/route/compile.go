@@ -260,6 +260,23 @@ func compileRoute(i int, s Spec) (*Route, []error) {
 		r.Sensitivity = lv
 	}
 
+	if r.Sensitivity == Public {
+		// A public route serves callers without a token. Scopes, audiences
+		// and a per-identity rate limit would bind only the callers who
+		// chose to send one, so the configuration would look enforced
+		// while anyone could skip it by leaving the token out.
+		const why = "a public route serves callers without a token, so this would bind only callers who send one; remove it or raise the sensitivity to internal"
+		if len(s.Scopes.All) > 0 || len(s.Scopes.ByMethod) > 0 {
+			bad("scopes", why)
+		}
+		if len(s.Audiences) > 0 {
+			bad("audiences", why)
+		}
+		if s.RateLimit != nil {
+			bad("rate_limit", "is per identity, and "+why)
+		}
+	}
+
 	if s.RateLimit != nil {
 		rate, err := parseRate(*s.RateLimit)
 		if err != nil {

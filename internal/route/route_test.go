@@ -126,6 +126,12 @@ func TestCompileErrors(t *testing.T) {
 		{"static keys on confidential", with(func(s *Spec) { s.Sensitivity, s.AllowStaticKeys = "confidential", true }), []string{"gateway.routes[1].allow_static_keys:", "allow_weaker_assurance"}},
 		{"static keys on restricted", with(func(s *Spec) { s.Sensitivity, s.AllowStaticKeys = "restricted", true }), []string{"gateway.routes[1].allow_static_keys:"}},
 		{"key header without static keys", with(func(s *Spec) { s.StaticKeyHeader = "X-Key" }), []string{"gateway.routes[1].static_key_header:", "allow_static_keys"}},
+		{"scopes on a public route", with(func(s *Spec) { s.Sensitivity, s.Scopes = "public", ScopeSpec{All: []string{"x:read"}} }), []string{"gateway.routes[1].scopes:", "serves callers without a token"}},
+		{"per-method scopes on a public route", with(func(s *Spec) {
+			s.Sensitivity, s.Scopes = "public", ScopeSpec{ByMethod: map[string][]string{"GET": {"x:read"}}}
+		}), []string{"gateway.routes[1].scopes:", "raise the sensitivity to internal"}},
+		{"audiences on a public route", with(func(s *Spec) { s.Sensitivity, s.Audiences = "public", []string{"https://api.example.com"} }), []string{"gateway.routes[1].audiences:"}},
+		{"rate limit on a public route", with(func(s *Spec) { s.Sensitivity, s.RateLimit = "public", &RateSpec{PerIdentity: "10/s"} }), []string{"gateway.routes[1].rate_limit:", "per identity"}},
 		{"key header not a token", with(func(s *Spec) { s.AllowStaticKeys, s.StaticKeyHeader = true, "X Key" }), []string{"gateway.routes[1].static_key_header:", "not an HTTP header name"}},
 		{"key header authorization", with(func(s *Spec) { s.AllowStaticKeys, s.StaticKeyHeader = true, "authorization" }), []string{"gateway.routes[1].static_key_header:", "reserved"}},
 		{"key header keybound", with(func(s *Spec) { s.AllowStaticKeys, s.StaticKeyHeader = true, "X-Keybound-Client-Id" }), []string{"gateway.routes[1].static_key_header:", "reserved"}},
