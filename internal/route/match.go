@@ -2,7 +2,9 @@ package route
 
 import (
 	"errors"
+	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -10,6 +12,14 @@ import (
 // path was refused by the path rule (see the package doc). The gateway
 // answers 404.
 var ErrNoRoute = errors.New("route: no route matches the request")
+
+// ErrAmbiguousPath means the path matched one route, but read the way a
+// lenient upstream reads paths (case-insensitive, ";" parameters dropped,
+// an encoded "/" or "\\" decoded, a trailing "/" ignored) it would match
+// another route on the same upstream with a stricter policy: the upstream
+// could serve that route's resource under this route's weaker policy. errors.Is(err, ErrNoRoute) holds for it, so it is
+// answered as no route unless the caller asks for the reason.
+var ErrAmbiguousPath = fmt.Errorf("%w: the path reads as another route's path once case, ';' parameters, an encoded '/' or '\\', or a trailing '/' are ignored; send the exact path of the route you mean", ErrNoRoute)
 
 // ErrMethodNotAllowed means routes match the host and path but none accepts
 // the method. The gateway answers 405 with an Allow header built from
@@ -86,6 +96,11 @@ func (t *Table) Match(host, method, path string) (*Match, error) {
 			return nil, &MatchError{Err: ErrMethodNotAllowed, Allowed: allowed.names()}
 		}
 		return nil, ErrNoRoute
+	}
+	if alt, ok := lenientPath(path); ok {
+		if r2 := t.root.find(alt[1:], true, host, method); r2 != nil && r2 != r && bypasses(r, r2, method) {
+			return nil, ErrAmbiguousPath
+		}
 	}
 	m := &Match{Route: r, Template: r.Spec.Path}
 	if r.pat.nparams <= inlineParams {
@@ -196,6 +211,105 @@ func validPath(p string) bool {
 		}
 		rest = next
 	}
+}
+
+// lenientPath returns p as a lenient upstream may read it: ASCII letters
+// lower-cased (ASP.NET Core, Express), ";" parameters dropped from each
+// segment (Tomcat, Jetty, Spring), "%2F" and "%5C" taken as separators
+// (servers that decode before routing, IIS), empty segments and a trailing
+// "/" ignored (Express, Spring 5). ok is false when p reads the same, which
+// is the common case and costs one scan.
+func lenientPath(p string) (string, bool) {
+	if !readsLeniently(p) {
+		return "", false
+	}
+	b := make([]byte, 0, len(p))
+	param := false // inside a ';' parameter, up to the next '/'
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		if c == '%' && i+2 < len(p) {
+			if h, l := p[i+1], p[i+2]|0x20; (h == '2' && l == 'f') || (h == '5' && l == 'c') {
+				c = '/'
+				i += 2
+			}
+		}
+		switch {
+		case c == '/':
+			param = false
+			if len(b) == 0 || b[len(b)-1] != '/' {
+				b = append(b, '/')
+			}
+			continue
+		case param:
+			continue
+		case c == ';':
+			param = true
+			continue
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	if len(b) > 1 && b[len(b)-1] == '/' {
+		b = b[:len(b)-1]
+	}
+	if len(b) == 0 {
+		b = append(b, '/')
+	}
+	alt := string(b)
+	return alt, alt != p
+}
+
+// bypasses reports whether serving a request under matched when a lenient
+// upstream reads it as lenient's would let the caller skip part of
+// lenient's policy: both routes send to the same upstream, and lenient
+// has a higher sensitivity, scopes for method that matched does not also
+// require, audiences matched does not also restrict to, or no static keys
+// where matched takes them.
+func bypasses(matched, lenient *Route, method string) bool {
+	if matched.Upstream.Scheme != lenient.Upstream.Scheme || matched.Upstream.Host != lenient.Upstream.Host {
+		return false
+	}
+	if lenient.Sensitivity > matched.Sensitivity {
+		return true
+	}
+	have := matched.RequiredScopes(method)
+	for _, s := range lenient.RequiredScopes(method) {
+		if !slices.Contains(have, s) {
+			return true
+		}
+	}
+	if len(lenient.Audiences) > 0 {
+		if len(matched.Audiences) == 0 {
+			return true
+		}
+		for _, a := range matched.Audiences {
+			if !slices.Contains(lenient.Audiences, a) {
+				return true
+			}
+		}
+	}
+	return matched.StaticKeyHeader != "" && lenient.StaticKeyHeader == ""
+}
+
+// readsLeniently reports whether p holds anything lenientPath changes:
+// an upper-case ASCII letter, ';', an encoded '/' or '\', or a trailing
+// '/' after the root.
+func readsLeniently(p string) bool {
+	if len(p) > 1 && p[len(p)-1] == '/' {
+		return true
+	}
+	for i := 0; i < len(p); i++ {
+		switch c := p[i]; {
+		case 'A' <= c && c <= 'Z', c == ';':
+			return true
+		case c == '%' && i+2 < len(p):
+			if h, l := p[i+1], p[i+2]|0x20; (h == '2' && l == 'f') || (h == '5' && l == 'c') {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // requestHost strips a port and a trailing dot from a Host header value.

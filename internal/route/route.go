@@ -23,6 +23,15 @@
 // "%5C" would split into "." or ".." parts. The gateway forwards the path
 // unchanged, so an upstream sees exactly the path that was matched.
 //
+// An upstream may still read that path its own way: case-insensitively, with
+// ";" parameters dropped, "%2F" or "%5C" taken as separators, or a trailing
+// "/" ignored. When the path, read that way, would match another route on
+// the same upstream whose policy the matched route lacks (higher
+// sensitivity, scopes, audiences, or no static keys), Match refuses it with
+// ErrAmbiguousPath: "/ADMIN/5" cannot reach a restricted "/admin/{id}"
+// through an internal catch-all. Ambiguity without such a policy gap is
+// left alone, so mixed-case identifiers keep working.
+//
 // # Precedence
 //
 // Patterns are compared segment by segment from the left: a literal segment

@@ -494,6 +494,7 @@ func BenchmarkMatch(b *testing.B) {
 		{"params", "/svc17/items/12345/children/678"},
 		{"catch-all", "/svc17/files/a/b/c.txt"},
 		{"escaped", "/svc17/items/a%20b"},
+		{"upper-case", "/svc17/items/ABC-12345"}, // read leniently too
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
@@ -512,4 +513,47 @@ func BenchmarkMatch(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestAmbiguousPaths: a path that matched a weaker route but that a
+// lenient upstream would read as a stricter route's path on the same
+// upstream is refused; the exact path, ambiguity without a policy gap,
+// and stricter routes on other upstreams still match.
+func TestAmbiguousPaths(t *testing.T) {
+	admin := spec("admin", "/admin/{id}")
+	admin.Sensitivity, admin.Scopes = "restricted", ScopeSpec{All: []string{"admin"}}
+	other := spec("other-admin", "/ops/{id}")
+	other.Sensitivity, other.Upstream = "restricted", "http://ops.internal:8080"
+	docs := spec("docs", "/docs/{page}")
+	tb := mustCompile(t, admin, other, docs, spec("rest", "/{rest...}"))
+	tests := []struct {
+		path  string
+		route string // "" means ErrAmbiguousPath
+	}{
+		{"/admin/5", "admin"},
+		{"/ADMIN/5", ""},       // case-insensitive upstreams
+		{"/Admin/5", ""},       //
+		{"/admin;x=1/5", ""},   // ';' parameters dropped (Tomcat, Spring)
+		{"/admin%2F5", ""},     // encoded '/' decoded before routing
+		{"/admin%2f5", ""},     //
+		{"/admin%5C5", ""},     // '\' as a separator (IIS)
+		{"/admin/5/", ""},      // a trailing '/' ignored (Express, Spring 5)
+		{"/adm/5/", "rest"},    // ambiguous with nothing
+		{"/Docs/Intro", "rest"},
+		{"/OPS/1", "rest"}, // the stricter route is on another upstream
+		{"/users/ABC-123", "rest"},
+	}
+	for _, tt := range tests {
+		m, err := tb.Match("x", "GET", tt.path)
+		switch {
+		case tt.route == "":
+			if !errors.Is(err, ErrAmbiguousPath) || !errors.Is(err, ErrNoRoute) {
+				t.Errorf("%s: route %v, err %v; want ErrAmbiguousPath (also ErrNoRoute)", tt.path, m, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v, want route %s", tt.path, err, tt.route)
+		case m.Route.Name != tt.route:
+			t.Errorf("%s: route %s, want %s", tt.path, m.Route.Name, tt.route)
+		}
+	}
 }
