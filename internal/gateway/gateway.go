@@ -11,6 +11,7 @@
 package gateway
 
 import (
+	"bufio"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -36,8 +37,10 @@ import (
 	"github.com/keybound/keybound/internal/web"
 )
 
-// Identity headers the gateway sets for the upstream. Any header with this
-// prefix that the caller sent is removed first, so upstreams can trust them.
+// Identity headers the gateway sets for the upstream. Any header the
+// caller sent whose name starts with this prefix, compared as CGI, WSGI and
+// Rack upstreams compare names (case-insensitively, '_' read as '-'), is
+// removed first, so upstreams can trust them.
 const (
 	HeaderPrefix   = "X-Keybound-"
 	HeaderClientID = "X-Keybound-Client-Id"
@@ -49,6 +52,24 @@ const (
 
 // MaxForwardedCertBytes bounds a forwarded client certificate header.
 const MaxForwardedCertBytes = 16 << 10
+
+// Audit and metric reasons the gateway adds to the checkers' codes. They
+// are constants, so the reason label of the metrics stays bounded.
+const (
+	// reasonAborted is a request whose response was cut off: the client
+	// went away or the upstream body broke while it was being copied.
+	reasonAborted = "aborted"
+	// reasonInvalidMethod is a method with lower-case letters, refused
+	// before matching (see decide).
+	reasonInvalidMethod = "invalid_method"
+	// reasonUpstreamError is an allowed request answered 502 to 504.
+	reasonUpstreamError = "upstream_error"
+	// reasonAmbiguousPath is a path refused by route.ErrAmbiguousPath.
+	reasonAmbiguousPath = "ambiguous_path"
+)
+
+// maxEchoedMethod bounds how much of a refused method a problem repeats.
+const maxEchoedMethod = 32
 
 // Checker verifies a request's token and proof of possession, and builds
 // the refusal, challenge included, of a caller it accepted that a later
@@ -105,15 +126,17 @@ type Gateway struct {
 	htuBase string
 	// keyChallenge is the WWW-Authenticate of a refused static API key.
 	keyChallenge string
-	routes       atomic.Pointer[route.Table]
-	check        Checker
-	limiter      Limiter
-	audit        Auditor
-	metrics      *Metrics
-	log          *slog.Logger
-	proxy        *httputil.ReverseProxy
-	forwarded    forwardedCerts
-	now          func() time.Time
+	// certHeader is ForwardedCertHeader folded (see foldedEqual).
+	certHeader string
+	routes     atomic.Pointer[routeSet]
+	check      Checker
+	limiter    Limiter
+	audit      Auditor
+	metrics    *Metrics
+	log        *slog.Logger
+	proxy      *httputil.ReverseProxy
+	forwarded  forwardedCerts
+	now        func() time.Time
 }
 
 // New builds a gateway serving table.
@@ -127,7 +150,8 @@ func New(cfg Config, table *route.Table, check Checker, limiter Limiter, audit A
 		g.htuBase = u.Scheme + "://" + u.Host
 	}
 	g.keyChallenge = oauth.Challenge("Bearer", cfg.Realm, nil)
-	g.routes.Store(table)
+	g.certHeader = foldHeader(cfg.ForwardedCertHeader)
+	g.SetRoutes(table)
 	if transport == nil {
 		transport = NewTransport(cfg.UpstreamTimeout)
 	}
@@ -174,12 +198,35 @@ func NewTransport(headerTimeout time.Duration) *http.Transport {
 	}
 }
 
+// routeSet is a route table with what rewrite derives from it, computed
+// once per table rather than once per request.
+type routeSet struct {
+	table *route.Table
+	// keyHeaders are the static-key header names of every route that
+	// accepts static keys, folded (see foldHeader). They are removed on
+	// every route: a legacy secret sent to a route that does not take it
+	// must not reach that route's upstream either.
+	keyHeaders []string
+}
+
+func newRouteSet(t *route.Table) *routeSet {
+	rs := &routeSet{table: t}
+	for _, r := range t.Routes() {
+		if r.AllowStaticKeys {
+			if h := foldHeader(r.StaticKeyHeader); !slices.Contains(rs.keyHeaders, h) {
+				rs.keyHeaders = append(rs.keyHeaders, h)
+			}
+		}
+	}
+	return rs
+}
+
 // SetRoutes swaps in a new, fully compiled route table. In-flight requests
 // finish with the table they started with.
-func (g *Gateway) SetRoutes(t *route.Table) { g.routes.Store(t) }
+func (g *Gateway) SetRoutes(t *route.Table) { g.routes.Store(newRouteSet(t)) }
 
 // Routes returns the current table.
-func (g *Gateway) Routes() *route.Table { return g.routes.Load() }
+func (g *Gateway) Routes() *route.Table { return g.routes.Load().table }
 
 // ctxKey carries the decision from ServeHTTP into rewrite.
 type ctxKey struct{}
@@ -188,6 +235,9 @@ type ctxKey struct{}
 type decision struct {
 	route  *route.Route
 	caller *protect.Caller
+	// routes is the table the request was matched in, so rewrite strips
+	// the static-key headers of that same table.
+	routes *routeSet
 }
 
 // deny is one refusal: the status, the OAuth error (for WWW-Authenticate)
@@ -214,22 +264,47 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		BytesIn:    max(r.ContentLength, 0),
 	}
 	cw := &countingWriter{ResponseWriter: w}
+	defer func() {
+		// httputil.ReverseProxy panics with http.ErrAbortHandler when
+		// copying the response body fails (the client went away, the
+		// upstream body broke). The request was decided and partly
+		// answered, so it still gets its one audit event and its metric;
+		// the panic then goes on, so net/http drops the connection and the
+		// client sees a cut-off response rather than a complete one.
+		if p := recover(); p != nil {
+			if ev.Decision == "" {
+				ev.Decision = "deny" // it panicked before reaching the upstream
+			}
+			ev.Reason = reasonAborted
+			if cw.status != 0 {
+				ev.Status = cw.status
+			}
+			g.record(&ev, cw, start)
+			panic(p)
+		}
+	}()
 	d, dn := g.decide(r, &ev)
 	if dn != nil {
-		g.render(cw, r, dn)
 		ev.Decision, ev.Reason, ev.Status = "deny", dn.reason, dn.status
+		g.render(cw, r, dn)
 	} else {
 		ev.Decision, ev.Reason = "allow", "ok"
 		r = r.WithContext(withDecision(r.Context(), d))
 		g.proxy.ServeHTTP(cw, r)
 		ev.Status = cw.status
 		if ev.Status >= 502 && ev.Status <= 504 {
-			ev.Reason = "upstream_error"
+			ev.Reason = reasonUpstreamError
 		}
 	}
+	g.record(&ev, cw, start)
+}
+
+// record completes ev with what was written and hands it to the audit trail
+// and the metrics.
+func (g *Gateway) record(ev *store.AuditEvent, cw *countingWriter, start time.Time) {
 	ev.BytesOut = cw.n
 	ev.LatencyMicros = g.now().Sub(start).Microseconds()
-	if !g.audit.Record(ev) && g.cfg.FailClosed {
+	if !g.audit.Record(*ev) && g.cfg.FailClosed {
 		// The response is already written; the next requests are refused
 		// by the Accepting check in decide.
 		g.log.Error("audit event dropped under fail_closed", web.AttrRequestID, ev.RequestID)
@@ -242,11 +317,24 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 	if g.cfg.FailClosed && !g.audit.Accepting() {
 		return nil, &deny{status: http.StatusServiceUnavailable, reason: "audit_unavailable", detail: "the audit trail cannot record this request; the gateway refuses traffic rather than lose audit (fail_closed)"}
 	}
-	m, err := g.routes.Load().Match(r.Host, r.Method, r.URL.EscapedPath())
+	// Methods are case-sensitive and routes match them exactly, so
+	// "delete" would fall to a route's "*" scopes while an upstream that
+	// upper-cases methods runs it as DELETE. No standard method has
+	// lower-case letters; refuse rather than guess.
+	if strings.ContainsFunc(r.Method, func(c rune) bool { return 'a' <= c && c <= 'z' }) {
+		return nil, &deny{status: http.StatusBadRequest, reason: reasonInvalidMethod,
+			detail: "the method " + strconv.Quote(truncate(r.Method, maxEchoedMethod)) + " has lower-case letters; HTTP methods are case-sensitive and this gateway accepts them in upper case only (GET, POST, DELETE, ...)"}
+	}
+	routes := g.routes.Load()
+	m, err := routes.table.Match(r.Host, r.Method, r.URL.EscapedPath())
 	if err != nil {
 		var mna *route.MatchError
 		if errors.Is(err, route.ErrMethodNotAllowed) && errors.As(err, &mna) {
 			return nil, &deny{status: http.StatusMethodNotAllowed, reason: "method_not_allowed", detail: "this route does not accept " + r.Method, allow: mna.Allowed}
+		}
+		if errors.Is(err, route.ErrAmbiguousPath) {
+			return nil, &deny{status: http.StatusBadRequest, reason: reasonAmbiguousPath,
+				detail: "this path reads as the path of a route with a stricter policy once letter case, ';' parameters, an encoded '/' or '\\', or a trailing '/' are ignored, as some upstreams read paths; send the exact path of the route you mean"}
 		}
 		return nil, &deny{status: http.StatusNotFound, reason: "no_route", detail: "no route matches this host and path"}
 	}
@@ -259,7 +347,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 		staticKeys = r.Header.Values(rt.StaticKeyHeader)
 	}
 	if rt.Sensitivity == route.Public && !hasAuthz && len(staticKeys) == 0 {
-		return &decision{route: rt}, nil
+		return &decision{route: rt, routes: routes}, nil
 	}
 	var caller *protect.Caller
 	if len(staticKeys) > 0 && !hasAuthz {
@@ -302,7 +390,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 			return nil, &deny{status: http.StatusTooManyRequests, reason: "rate_limited", detail: "rate limit for this identity on this route exceeded; retry after the Retry-After seconds", retryAfter: wait}
 		}
 	}
-	return &decision{route: rt, caller: caller}, nil
+	return &decision{route: rt, caller: caller, routes: routes}, nil
 }
 
 // staticKey authenticates a static API key (a legacy client secret sent as
@@ -407,25 +495,29 @@ func (g *Gateway) trustedPeer(r *http.Request) bool {
 }
 
 // rewrite builds the outbound request: upstream URL, identity headers set
-// by the gateway only, credentials and forwarded-cert header removed.
+// by the gateway only, credentials and forwarded-cert header removed, and
+// no protocol switch other than WebSocket.
 func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	d := decisionFrom(pr.In.Context())
 	pr.SetURL(d.route.Upstream)
 	pr.SetXForwarded()
 	h := pr.Out.Header
 	for k := range h {
-		if strings.HasPrefix(http.CanonicalHeaderKey(k), HeaderPrefix) {
+		if g.stripped(k, d.routes) {
 			delete(h, k)
 		}
 	}
 	h.Del("Authorization")
 	h.Del("DPoP")
-	if g.cfg.ForwardedCertHeader != "" {
-		h.Del(g.cfg.ForwardedCertHeader)
-	}
-	if d.route.AllowStaticKeys {
-		// The key is a credential for the gateway, not the upstream.
-		h.Del(d.route.StaticKeyHeader)
+	// ReverseProxy forwards any Upgrade token. Only WebSocket is tunnelled:
+	// anything else (h2c above all) would open a channel to a lenient
+	// upstream that no later request passes the gateway's checks on. The
+	// request goes on as a plain one, which RFC 9110 section 7.8 lets a
+	// server do by ignoring Upgrade; ReverseProxy then refuses (502) a 101
+	// the upstream sends anyway, since none was asked for.
+	if up := h.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+		h.Del("Upgrade")
+		h.Del("Connection") // ReverseProxy set it to "Upgrade" alone
 	}
 	h.Set(HeaderRoute, d.route.Name)
 	if c := d.caller; c != nil {
@@ -436,6 +528,80 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 			h.Set(HeaderOwner, c.Client.Owner)
 		}
 	}
+}
+
+// stripped reports whether the caller's header k must not reach the
+// upstream: an identity header (the gateway sets its own), the forwarded
+// certificate header, any route's static-key header (a credential for the
+// gateway, not the upstream) or HTTP2-Settings (an h2c upgrade's, which is
+// never forwarded). Names are compared folded, because CGI, WSGI and Rack
+// upstreams read X_Keybound_Client_Id as X-Keybound-Client-Id; Go keeps
+// them apart and would forward the first.
+func (g *Gateway) stripped(k string, rs *routeSet) bool {
+	if foldedHasPrefix(k, "x-keybound-") || foldedEqual(k, "http2-settings") {
+		return true
+	}
+	// ReverseProxy drops the caller's X-Forwarded-* and Forwarded and sets
+	// its own, but an underscore spelling (X_Forwarded_For) survives and
+	// would stand in for the client address at a CGI-style upstream.
+	if strings.IndexByte(k, '_') >= 0 && (foldedHasPrefix(k, "x-forwarded-") || foldedEqual(k, "forwarded")) {
+		return true
+	}
+	if g.certHeader != "" && foldedEqual(k, g.certHeader) {
+		return true
+	}
+	for _, kh := range rs.keyHeaders {
+		if foldedEqual(k, kh) {
+			return true
+		}
+	}
+	return false
+}
+
+// foldHeader is a header name as CGI-style upstreams see it: ASCII lower
+// case with '_' read as '-'.
+func foldHeader(k string) string {
+	b := []byte(k)
+	for i, c := range b {
+		b[i] = foldByte(c)
+	}
+	return string(b)
+}
+
+func foldByte(c byte) byte {
+	switch {
+	case c == '_':
+		return '-'
+	case 'A' <= c && c <= 'Z':
+		return c + ('a' - 'A')
+	}
+	return c
+}
+
+// foldedHasPrefix reports whether k, folded, starts with prefix (already
+// folded), without allocating: it runs for every header of every request.
+func foldedHasPrefix(k, prefix string) bool {
+	if len(k) < len(prefix) {
+		return false
+	}
+	for i := 0; i < len(prefix); i++ {
+		if foldByte(k[i]) != prefix[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// foldedEqual reports whether k, folded, is name (already folded).
+func foldedEqual(k, name string) bool {
+	return len(k) == len(name) && foldedHasPrefix(k, name)
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
+	}
+	return s
 }
 
 // upstreamError answers 502, or 504 when the upstream timed out.
@@ -476,18 +642,35 @@ func (g *Gateway) render(w http.ResponseWriter, r *http.Request, d *deny) {
 	problem.Write(w, p)
 }
 
-// countingWriter records the status and body bytes written.
+// countingWriter records the final status and the body bytes written.
 type countingWriter struct {
 	http.ResponseWriter
 	status int
 	n      int64
 }
 
+// WriteHeader records the first final status. ReverseProxy passes the
+// upstream's informational responses (103 Early Hints, ...) through here
+// before the real one; they are not what the request got, so only 101,
+// which ends the HTTP exchange, counts among them.
 func (w *countingWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// Hijack hands over the connection for a protocol switch. ReverseProxy
+// hijacks only after the upstream answered 101 to the Upgrade it asked
+// for, and writes that 101 on the raw connection, not through
+// WriteHeader; recording it here is what keeps an upgrade from being
+// audited with status 0. Bytes on the switched connection are not counted.
+func (w *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
 }
 
 func (w *countingWriter) Write(b []byte) (int, error) {
