@@ -96,6 +96,12 @@ func (a *App) buildGateway(cfg config.Config, base *protect.Checker, reg prometh
 			return err
 		}
 	}
+	if cfg.Gateway.ExternalURL == "" {
+		// Without it, a DPoP proof's htu is compared with the Host header
+		// the caller sends, so a proof made for another server's URL can be
+		// replayed here by sending that server's name as Host.
+		a.log.Warn("gateway.external_url is not set: DPoP proofs are checked against the Host header each caller sends; set it to the URL clients call (scheme://host[:port])")
+	}
 	checker.Tokens = accesstoken.NewCache(tokens, tokenCacheEntries, nil)
 	checker.Audience = ""
 	checker.Realm = gatewayRealm
