@@ -8,6 +8,7 @@
 package web
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -37,6 +38,7 @@ const (
 	AttrDuration  = "duration_ms"
 	AttrRemote    = "remote"
 	AttrError     = "error"
+	AttrAborted   = "aborted"
 )
 
 // NewServer returns an http.Server with keybound's limits applied.
@@ -70,11 +72,24 @@ type statusWriter struct {
 	bytes  int64
 }
 
+// WriteHeader records the first final status: informational responses
+// passed on first (103 Early Hints) are not what the request got; 101,
+// which ends the HTTP exchange, is.
 func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
+	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
 		w.status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+// Hijack hands the connection over for a protocol switch; a reverse proxy
+// writes the upstream's 101 on the raw connection, so it is recorded here.
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil && w.status == 0 {
+		w.status = http.StatusSwitchingProtocols
+	}
+	return c, rw, err
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
@@ -102,23 +117,31 @@ func Middleware(next http.Handler, maxBody int64, log *slog.Logger) http.Handler
 		}
 		sw := &statusWriter{ResponseWriter: w}
 		defer func() {
-			if p := recover(); p != nil {
-				if p == http.ErrAbortHandler {
-					panic(p)
-				}
+			p := recover()
+			aborted := p == http.ErrAbortHandler
+			if p != nil && !aborted {
 				log.Error("panic in handler", AttrRequestID, id, AttrPath, r.URL.Path, AttrError, p)
 				if sw.status == 0 {
 					http.Error(sw, `{"error":"server_error","error_description":"internal error; the request id is in X-Request-Id"}`, http.StatusInternalServerError)
 				}
 			}
-			log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+			attrs := []slog.Attr{
 				slog.String(AttrRequestID, id),
 				slog.String(AttrMethod, r.Method),
 				slog.String(AttrPath, r.URL.Path),
 				slog.Int(AttrStatus, sw.status),
 				slog.Float64(AttrDuration, float64(time.Since(start).Microseconds())/1000),
 				slog.String(AttrRemote, r.RemoteAddr),
-			)
+			}
+			if aborted {
+				// The response was cut off (the client went away, a proxied
+				// body broke): still one line, marked so.
+				attrs = append(attrs, slog.Bool(AttrAborted, true))
+			}
+			log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs...)
+			if aborted {
+				panic(p) // net/http drops the connection without logging
+			}
 		}()
 		next.ServeHTTP(sw, r)
 	})

@@ -19,6 +19,14 @@ func TestMiddleware(t *testing.T) {
 		switch r.URL.Path {
 		case "/panic":
 			panic("boom")
+		case "/abort":
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusOK)
+			panic(http.ErrAbortHandler)
+		case "/hints":
+			w.WriteHeader(http.StatusEarlyHints)
+			w.WriteHeader(http.StatusBadGateway)
+			return
 		case "/read":
 			_, err := io.ReadAll(r.Body)
 			if IsBodyTooLarge(err) {
@@ -38,6 +46,28 @@ func TestMiddleware(t *testing.T) {
 		{"body over limit", "/read", "0123456789A", 413},
 		{"panic is a 500", "/panic", "", 500},
 	}
+	// The access log records the final status, not an informational one.
+	logs.Reset()
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/hints", nil))
+	if !strings.Contains(logs.String(), `"status":502`) {
+		t.Errorf("103 then 502 logged as: %s", logs.String())
+	}
+	// A response cut off mid-way still gets its line, marked aborted, and
+	// the abort goes on to net/http.
+	logs.Reset()
+	func() {
+		defer func() {
+			if p := recover(); p != http.ErrAbortHandler {
+				t.Errorf("recovered %v, want http.ErrAbortHandler passed on", p)
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/abort", nil))
+	}()
+	if l := logs.String(); !strings.Contains(l, `"aborted":true`) || !strings.Contains(l, `"status":200`) || strings.Contains(l, "panic in handler") {
+		t.Errorf("aborted request logged as: %s", l)
+	}
+
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			logs.Reset()
