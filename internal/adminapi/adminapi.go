@@ -14,6 +14,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -243,23 +244,40 @@ func decode(r *http.Request, v any) error {
 
 // decodeBounded is decode with its own size bound, for bodies larger than
 // one registration; tooLarge is the detail of a body over the server's
-// limit, saying what to do instead.
+// limit, saying what to do instead, to which the limit is added.
+//
+// The body is read through http.MaxBytesReader, not io.LimitReader: a
+// LimitReader ends an oversized body early as if it were complete, so it
+// was refused as malformed JSON (400) or, cut after a complete value,
+// accepted. Exactly one JSON value is accepted: dec.More() reports false on
+// a trailing '}' or ']', so `{"reason":"x"}}` passed; only io.EOF from
+// dec.Token() proves nothing follows.
 func decodeBounded(r *http.Request, v any, limit int64, tooLarge string) error {
 	if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
 		return problem.New(http.StatusUnsupportedMediaType, "unsupported-media-type", "Unsupported media type", "send the body as application/json")
 	}
-	dec := json.NewDecoder(io.LimitReader(r.Body, limit))
+	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, limit))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if web.IsBodyTooLarge(err) {
-			return problem.New(http.StatusRequestEntityTooLarge, "too-large", "Request too large", tooLarge)
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			if !web.IsBodyTooLarge(terr) {
+				return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body has data after the JSON object")
+			}
+			err = terr
 		}
-		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body is not valid JSON for this endpoint: "+err.Error())
 	}
-	if dec.More() {
-		return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body has data after the JSON object")
+	if err == nil {
+		return nil
 	}
-	return nil
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		// The limit hit may be the server's (server.max_body_bytes, applied
+		// first by the middleware) or this endpoint's: name the one hit.
+		return problem.New(http.StatusRequestEntityTooLarge, "too-large", "Request too large",
+			fmt.Sprintf("%s (the limit is %d bytes)", tooLarge, mbe.Limit))
+	}
+	return problem.New(http.StatusBadRequest, "malformed-json", "Malformed request", "the body is not valid JSON for this endpoint: "+err.Error())
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) error {

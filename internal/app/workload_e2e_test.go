@@ -394,7 +394,7 @@ func seedJoinToken(t *testing.T, h *harness, clientID string, expires time.Time)
 	defer st.Close()
 	id, secret := "aaaaaaaaaaaaaaaa", base64.RawURLEncoding.EncodeToString(make([]byte, 32))
 	sum := sha256.Sum256([]byte(secret))
-	if err := st.CreateJoinToken(context.Background(), &store.JoinToken{ID: id, ClientID: clientID, Hash: sum[:], CreatedAt: expires.Add(-time.Hour), ExpiresAt: expires, CreatedBy: "test"},
+	if err := st.CreateJoinToken(context.Background(), &store.JoinToken{ID: id, ClientID: clientID, Hash: sum[:], CreatedAt: expires.Add(-time.Hour), ExpiresAt: expires, CreatedBy: "test"}, 0,
 		store.AdminEvent{Time: time.Now(), Actor: "test", Action: "join_token.create", Target: clientID}); err != nil {
 		t.Fatal(err)
 	}

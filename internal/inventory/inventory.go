@@ -143,7 +143,13 @@ func (s *Service) Revoke(ctx context.Context, actor, id, reason string) (*identi
 	return s.transition(ctx, actor, id, reason, "client.revoke", identity.StatusRevoked, identity.StatusActive, identity.StatusSuspended)
 }
 
+// transition refuses a reason that reasonProblem refuses with a
+// *ValidationError on FieldReason, before anything is read or written.
 func (s *Service) transition(ctx context.Context, actor, id, reason, action string, to identity.Status, from ...identity.Status) (*identity.Client, error) {
+	reason = strings.TrimSpace(reason)
+	if p := reasonProblem(reason); p != "" {
+		return nil, fieldErr(FieldReason, p)
+	}
 	c, err := s.Store.GetClient(ctx, id)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
@@ -161,7 +167,7 @@ func (s *Service) transition(ctx context.Context, actor, id, reason, action stri
 	next.UpdatedAt = after(s.now(), prev)
 	changes := map[string]string{"status": string(c.Status) + " -> " + string(to)}
 	if reason != "" {
-		changes["reason"] = truncate(reason, identity.MaxTextLen)
+		changes[FieldReason] = reason
 	}
 	ev := store.AdminEvent{Time: next.UpdatedAt, Actor: actor, Action: action, Target: id, Changes: changes}
 	if err := s.Store.UpdateClient(ctx, &next, prev, ev); err != nil {

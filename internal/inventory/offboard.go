@@ -110,8 +110,8 @@ func (req *OffboardRequest) validate() error {
 		fe = append(fe, FieldError{Field: FieldAction, Detail: "must be suspend or revoke"})
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
-	if len(req.Reason) > identity.MaxTextLen {
-		fe = append(fe, FieldError{Field: FieldReason, Detail: fmt.Sprintf("is longer than %d bytes", identity.MaxTextLen)})
+	if p := reasonProblem(req.Reason); p != "" {
+		fe = append(fe, FieldError{Field: FieldReason, Detail: p})
 	}
 	if len(fe) > 0 {
 		return &ValidationError{Fields: fe}

@@ -208,10 +208,17 @@ func (s *Service) DepartOwner(ctx context.Context, actor, name, reason string) (
 	if s.Owners == nil {
 		return nil, ErrNoDirectory
 	}
+	var fe []FieldError
 	if p := ownerName(&name); p != "" {
-		return nil, fieldErr("name", p)
+		fe = append(fe, FieldError{Field: "name", Detail: p})
 	}
-	reason = truncate(strings.TrimSpace(reason), identity.MaxTextLen)
+	reason = strings.TrimSpace(reason)
+	if p := reasonProblem(reason); p != "" {
+		fe = append(fe, FieldError{Field: FieldReason, Detail: p})
+	}
+	if len(fe) > 0 {
+		return nil, &ValidationError{Fields: fe}
+	}
 	cs, err := s.Store.ListClients(ctx, store.ClientFilter{Owner: name})
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
@@ -298,8 +305,8 @@ func (s *Service) Transfer(ctx context.Context, actor string, req TransferReques
 		}
 	}
 	req.Reason = strings.TrimSpace(req.Reason)
-	if len(req.Reason) > identity.MaxTextLen {
-		fe = append(fe, FieldError{Field: FieldReason, Detail: fmt.Sprintf("is longer than %d bytes", identity.MaxTextLen)})
+	if p := reasonProblem(req.Reason); p != "" {
+		fe = append(fe, FieldError{Field: FieldReason, Detail: p})
 	}
 	if len(fe) > 0 {
 		return nil, &ValidationError{Fields: fe}

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-jose/go-jose/v4"
@@ -83,6 +84,23 @@ func textProblem(v string, required bool) string {
 	case len(v) > identity.MaxTextLen:
 		return fmt.Sprintf("is longer than %d bytes", identity.MaxTextLen)
 	case !utf8.ValidString(v) || strings.ContainsFunc(v, func(r rune) bool { return r < 0x20 || r == 0x7f }):
+		return "must be printable UTF-8 text"
+	}
+	return ""
+}
+
+// reasonProblem is textProblem for an optional free-text reason (suspend,
+// resume, revoke, offboard, owner depart and transfer). A reason is stored
+// in the admin log and printed raw by `keybound admin-log`, where a newline
+// would forge a log line and an escape sequence would drive the operator's
+// terminal, so C1 control characters (U+0080 to U+009F, which some
+// terminals also obey) are refused too. It is refused, not cleaned, so the
+// log says exactly what the operator sent.
+func reasonProblem(v string) string {
+	if p := textProblem(v, false); p != "" {
+		return p
+	}
+	if strings.ContainsFunc(v, unicode.IsControl) {
 		return "must be printable UTF-8 text"
 	}
 	return ""

@@ -11,6 +11,21 @@ import (
 // another client. Nothing is written.
 var ErrJoinTokenSpent = errors.New("store: join token already used, expired or bound to another client")
 
+// ErrClientNotUsable is returned by CreateCertificate when the client is
+// not active (suspended, revoked) or its registration has expired at
+// c.IssuedAt. Nothing is written.
+var ErrClientNotUsable = errors.New("store: client is not active or its registration has expired")
+
+// ErrRenewedFromRevoked is returned by CreateCertificate for a renewal whose
+// certificate c.RenewedFrom is revoked, not on record, or another client's.
+// Nothing is written.
+var ErrRenewedFromRevoked = errors.New("store: the renewed certificate is revoked, unknown or of another client")
+
+// ErrLimit is returned by CreateCertificate and CreateJoinToken when the
+// client already holds as many live certificates or unused join tokens as
+// the caller allows. Nothing is written.
+var ErrLimit = errors.New("store: limit reached")
+
 // WorkloadCertificate is one X.509 client certificate issued by the workload
 // CA: a credential with an expiry, like any other, kept for the inventory,
 // the CRL and renewal checks. It holds the public certificate only; the
@@ -69,12 +84,27 @@ type CertificateFilter struct {
 // tokens. Every mutating call that takes an AdminEvent writes the change and
 // the event in one transaction: both or neither.
 type CertificateStore interface {
-	// CreateCertificate stores c. When joinTokenID is not empty it consumes
-	// that join token in the same transaction: the token must exist (else
-	// ErrNotFound), be bound to c.ClientID, be unused and not expired at
-	// c.IssuedAt (else ErrJoinTokenSpent). A serial stored before is
-	// ErrConflict; a client that does not exist is ErrNotFound.
-	CreateCertificate(ctx context.Context, c *WorkloadCertificate, joinTokenID string, ev AdminEvent) error
+	// CreateCertificate stores c. Every check below is made in the write
+	// transaction that stores c, at c.IssuedAt, because a check made before
+	// it races with an admin revoking the client or the certificate being
+	// renewed: that revocation revokes the live certificates it sees, and a
+	// certificate stored after it would be missing from the CRL.
+	//
+	//   - The client must exist (else ErrNotFound), be active, and its
+	//     registration must not have expired (else ErrClientNotUsable).
+	//   - When c.RenewedFrom is set, that certificate must be on record,
+	//     belong to c.ClientID and not be revoked (else
+	//     ErrRenewedFromRevoked).
+	//   - When joinTokenID is not empty the join token is consumed: it must
+	//     exist (else ErrNotFound), be bound to c.ClientID, be unused and not
+	//     expired at c.IssuedAt (else ErrJoinTokenSpent).
+	//   - When maxLive is positive, the client must hold fewer than maxLive
+	//     live certificates (CountLiveCertificates at c.IssuedAt), else
+	//     ErrLimit; concurrent calls cannot together exceed it. Zero or less
+	//     sets no limit.
+	//
+	// A serial stored before is ErrConflict.
+	CreateCertificate(ctx context.Context, c *WorkloadCertificate, joinTokenID string, maxLive int, ev AdminEvent) error
 	GetCertificate(ctx context.Context, serial string) (*WorkloadCertificate, error)
 	// ListCertificates returns matches newest IssuedAt first, then by Serial.
 	ListCertificates(ctx context.Context, f CertificateFilter) ([]*WorkloadCertificate, error)
@@ -95,8 +125,11 @@ type CertificateStore interface {
 	PurgeCertificates(ctx context.Context, before time.Time) (int, error)
 
 	// CreateJoinToken stores t (ErrConflict for a known ID, ErrNotFound for
-	// an unknown client).
-	CreateJoinToken(ctx context.Context, t *JoinToken, ev AdminEvent) error
+	// an unknown client). When maxLive is positive and the client already
+	// has maxLive live join tokens (CountLiveJoinTokens at t.CreatedAt) it
+	// is ErrLimit, counted in the same transaction so concurrent calls
+	// cannot together exceed it; zero or less sets no limit.
+	CreateJoinToken(ctx context.Context, t *JoinToken, maxLive int, ev AdminEvent) error
 	GetJoinToken(ctx context.Context, id string) (*JoinToken, error)
 	// CountLiveJoinTokens counts clientID's join tokens that are unused and
 	// not expired at now.

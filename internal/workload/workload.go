@@ -29,6 +29,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/keybound/keybound/internal/ca"
 	"github.com/keybound/keybound/internal/identity"
@@ -53,15 +55,14 @@ const (
 // Store is the part of the storage contract the service uses.
 type Store interface {
 	GetClient(ctx context.Context, id string) (*identity.Client, error)
-	CreateCertificate(ctx context.Context, c *store.WorkloadCertificate, joinTokenID string, ev store.AdminEvent) error
+	CreateCertificate(ctx context.Context, c *store.WorkloadCertificate, joinTokenID string, maxLive int, ev store.AdminEvent) error
 	GetCertificate(ctx context.Context, serial string) (*store.WorkloadCertificate, error)
 	ListCertificates(ctx context.Context, f store.CertificateFilter) ([]*store.WorkloadCertificate, error)
 	CountLiveCertificates(ctx context.Context, clientID string, now time.Time) (int, error)
 	RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, ev store.AdminEvent) error
 	CertificatesRevokedSince(ctx context.Context, since, now time.Time) ([]*store.WorkloadCertificate, error)
-	CreateJoinToken(ctx context.Context, t *store.JoinToken, ev store.AdminEvent) error
+	CreateJoinToken(ctx context.Context, t *store.JoinToken, maxLive int, ev store.AdminEvent) error
 	GetJoinToken(ctx context.Context, id string) (*store.JoinToken, error)
-	CountLiveJoinTokens(ctx context.Context, clientID string, now time.Time) (int, error)
 }
 
 // Config is what the service reads from the configuration.
@@ -238,6 +239,10 @@ func (s *Service) Issue(ctx context.Context, req Request) (*Issued, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
+	// These checks give the precise refusal and spare the CA a signature
+	// in the common case; they race with revocations and with concurrent
+	// issuances, so CreateCertificate repeats them in the transaction that
+	// stores the certificate, and that is what enforces them.
 	if err := usable(c, now); err != nil {
 		return nil, err
 	}
@@ -246,7 +251,7 @@ func (s *Service) Issue(ctx context.Context, req Request) (*Issued, error) {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
 	if live >= MaxLiveCertsPerClient {
-		return nil, refuse(ErrLimit, fmt.Sprintf("the identity already holds %d live certificates; revoke unused ones or let them expire", MaxLiveCertsPerClient))
+		return nil, certLimit()
 	}
 
 	notAfter := now.Add(lifetime)
@@ -271,8 +276,14 @@ func (s *Service) Issue(ctx context.Context, req Request) (*Issued, error) {
 		URIs:         []*url.URL{uri},
 		NotBefore:    now.Add(-clockSkew),
 		NotAfter:     notAfter,
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		// SPIFFE X.509-SVID section 4.1: a leaf sets basicConstraints
+		// with cA false, so no verifier can take it for a CA; section 4.4:
+		// when EKU is present it holds both serverAuth and clientAuth.
+		// Renewal and tls_client_auth still verify for clientAuth.
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		KeyUsage:              x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
 	if s.Config.CRLURL != "" {
 		tmpl.CRLDistributionPoints = []string{s.Config.CRLURL}
@@ -307,19 +318,32 @@ func (s *Service) Issue(ctx context.Context, req Request) (*Issued, error) {
 		changes["join_token"] = req.joinTokenID
 	}
 	ev := store.AdminEvent{Time: now, Actor: req.Actor, Action: ActionIssue, Target: c.ID, Changes: changes}
-	if err := s.Store.CreateCertificate(ctx, rec, req.joinTokenID, ev); err != nil {
+	if err := s.Store.CreateCertificate(ctx, rec, req.joinTokenID, MaxLiveCertsPerClient, ev); err != nil {
+		// Each case lost a race with a change made after the checks above.
 		switch {
+		case errors.Is(err, store.ErrClientNotUsable):
+			return nil, refuseWrap(ErrClientNotUsable, "the identity was suspended, revoked or expired while the certificate was issued; no certificate is issued for it", err)
+		case errors.Is(err, store.ErrRenewedFromRevoked):
+			return nil, refuseWrap(ErrCertRevoked, "the presented certificate has been revoked; it cannot be renewed", err)
+		case errors.Is(err, store.ErrLimit):
+			return nil, certLimit()
 		case errors.Is(err, store.ErrJoinTokenSpent):
-			// Lost a race with another use of the same token.
 			return nil, refuse(ErrJoinTokenUsed, "the join token was already used; ask an operator for a new one")
 		case errors.Is(err, store.ErrNotFound) && req.joinTokenID != "":
 			return nil, refuse(ErrJoinToken, "the join token is not valid")
+		case errors.Is(err, store.ErrNotFound):
+			return nil, refuse(ErrNotFound, "no identity with that client id is registered")
 		}
 		return nil, fmt.Errorf("workload: %w", err)
 	}
 	chain := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw})
 	chain = append(chain, s.Issuer.ChainPEM()...)
 	return &Issued{Record: rec, Cert: cert, ChainPEM: chain}, nil
+}
+
+// certLimit refuses an issuance past MaxLiveCertsPerClient.
+func certLimit() error {
+	return refuse(ErrLimit, fmt.Sprintf("the identity already holds %d live certificates; revoke unused ones or let them expire", MaxLiveCertsPerClient))
 }
 
 // usable refuses identities that cannot hold a certificate now.
@@ -458,7 +482,10 @@ func (s *Service) RevokeWithReason(ctx context.Context, actor, serial string, co
 	if _, ok := reasonNames[code]; !ok {
 		return nil, refuse(ErrBadRequest, "the revocation reason must be one of "+strings.Join(ReasonNames, ", "))
 	}
-	comment = truncate(strings.TrimSpace(comment), MaxReasonLen)
+	comment = strings.TrimSpace(comment)
+	if err := checkReason(comment); err != nil {
+		return nil, err
+	}
 	rec, err := s.Store.GetCertificate(ctx, norm)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, refuse(ErrNotFound, "no certificate with that serial is on record")
@@ -467,6 +494,35 @@ func (s *Service) RevokeWithReason(ctx context.Context, actor, serial string, co
 		return nil, fmt.Errorf("workload: %w", err)
 	}
 	return rec, s.revoke(ctx, actor, rec, code, comment)
+}
+
+// checkReason refuses a revocation comment that is too long or holds a
+// control character: the comment is stored, logged with the admin event
+// and printed by the CLI, where a newline or an escape sequence would
+// forge lines of `keybound admin-log` or drive the operator's terminal.
+func checkReason(comment string) error {
+	switch {
+	case len(comment) > MaxReasonLen:
+		return refuse(ErrBadRequest, fmt.Sprintf("the reason is longer than %d bytes", MaxReasonLen))
+	case !utf8.ValidString(comment) || strings.ContainsFunc(comment, unicode.IsControl):
+		return refuse(ErrBadRequest, "the reason must be printable UTF-8 text, without control characters such as newlines or escape sequences")
+	}
+	return nil
+}
+
+// printable is comment with each control character replaced by '?' and
+// cut to MaxReasonLen bytes, for comments keybound writes itself.
+func printable(comment string) string {
+	comment = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return '?'
+		}
+		return r
+	}, strings.ToValidUTF8(comment, "?"))
+	if len(comment) > MaxReasonLen {
+		comment = strings.ToValidUTF8(comment[:MaxReasonLen], "")
+	}
+	return comment
 }
 
 func (s *Service) revoke(ctx context.Context, actor string, rec *store.WorkloadCertificate, code Reason, comment string) error {
@@ -499,7 +555,9 @@ func (s *Service) RevokeClient(ctx context.Context, actor, clientID, reason stri
 	if err != nil {
 		return 0, fmt.Errorf("workload: %w", err)
 	}
-	comment := truncate(strings.TrimSpace(reason), MaxReasonLen)
+	// The revocation must happen whatever the reason says, so a bad one is
+	// made printable rather than refused.
+	comment := printable(strings.TrimSpace(reason))
 	n := 0
 	var errs []error
 	for _, rec := range live {
@@ -607,13 +665,6 @@ func (s *Service) CreateJoinToken(ctx context.Context, actor, clientID string, t
 	if err := usable(c, now); err != nil {
 		return nil, err
 	}
-	n, err := s.Store.CountLiveJoinTokens(ctx, c.ID, now)
-	if err != nil {
-		return nil, fmt.Errorf("workload: %w", err)
-	}
-	if n >= MaxLiveJoinTokensPerClient {
-		return nil, refuse(ErrLimit, fmt.Sprintf("the identity already has %d unused join tokens; let them expire first", MaxLiveJoinTokensPerClient))
-	}
 	var idb [10]byte
 	var sec [32]byte
 	if _, err := rand.Read(idb[:]); err != nil {
@@ -627,7 +678,13 @@ func (s *Service) CreateJoinToken(ctx context.Context, actor, clientID string, t
 	rec := &store.JoinToken{ID: id, ClientID: c.ID, Hash: sum[:], CreatedAt: now, ExpiresAt: now.Add(ttl), CreatedBy: actor}
 	ev := store.AdminEvent{Time: now, Actor: actor, Action: ActionJoinTokenCreate, Target: c.ID,
 		Changes: map[string]string{"join_token": id, "expires_at": rec.ExpiresAt.Format(time.RFC3339)}}
-	if err := s.Store.CreateJoinToken(ctx, rec, ev); err != nil {
+	// The store counts the unused tokens in the transaction that adds this
+	// one: a count made before it would let concurrent calls exceed the
+	// limit together.
+	if err := s.Store.CreateJoinToken(ctx, rec, MaxLiveJoinTokensPerClient, ev); err != nil {
+		if errors.Is(err, store.ErrLimit) {
+			return nil, refuse(ErrLimit, fmt.Sprintf("the identity already has %d unused join tokens; let them expire first", MaxLiveJoinTokensPerClient))
+		}
 		return nil, fmt.Errorf("workload: %w", err)
 	}
 	return &JoinToken{Token: joinTokenPrefix + "." + id + "." + secret, Record: rec}, nil

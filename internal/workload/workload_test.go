@@ -79,7 +79,7 @@ func TestIssue(t *testing.T) {
 		t.Error("certificate carries names beyond the SPIFFE ID")
 	case c.Subject.CommonName != "kb-svc":
 		t.Errorf("CN = %q", c.Subject.CommonName)
-	case c.IsCA || c.KeyUsage != x509.KeyUsageDigitalSignature || !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}):
+	case c.IsCA || c.KeyUsage != x509.KeyUsageDigitalSignature || !slices.Equal(c.ExtKeyUsage, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth}):
 		t.Errorf("usage: CA %v, key usage %v, ext %v", c.IsCA, c.KeyUsage, c.ExtKeyUsage)
 	case !c.NotAfter.Equal(t0.Add(workload.DefaultLifetime)) || !c.NotBefore.Equal(t0.Add(-time.Minute)):
 		t.Errorf("validity %s to %s; want the default 24h from now (1m back-dated)", c.NotBefore, c.NotAfter)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/store"
 )
 
@@ -57,9 +58,75 @@ func clientExists(ctx context.Context, tx *sql.Tx, id string) error {
 	return nil
 }
 
+// usableClient checks, inside tx, that the client exists (else
+// ErrNotFound), is active and has not expired at at (else
+// ErrClientNotUsable). The same rule as identity.Client.Usable, repeated
+// here because only a check inside the issuing transaction is ordered
+// against a concurrent revocation.
+func usableClient(ctx context.Context, tx *sql.Tx, id string, at int64) error {
+	var (
+		status  string
+		expires sql.NullInt64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT status, expires_at FROM clients WHERE id = ?`, id).Scan(&status, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("sqlite: client %q: %w", id, store.ErrNotFound)
+	case err != nil:
+		return wrap("look up client", err)
+	case status != string(identity.StatusActive) || !expires.Valid || expires.Int64 <= at:
+		return fmt.Errorf("sqlite: client %q is %s: %w", id, status, store.ErrClientNotUsable)
+	}
+	return nil
+}
+
+// liveRenewedFrom checks, inside tx, that serial is clientID's certificate
+// and is not revoked.
+func liveRenewedFrom(ctx context.Context, tx *sql.Tx, serial, clientID string) error {
+	var (
+		owner   string
+		revoked sql.NullInt64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT client_id, revoked_at FROM workload_certificates WHERE serial = ?`, serial).Scan(&owner, &revoked)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return fmt.Errorf("sqlite: renewed certificate %q is not on record: %w", serial, store.ErrRenewedFromRevoked)
+	case err != nil:
+		return wrap("look up renewed certificate", err)
+	case owner != clientID || revoked.Valid:
+		return fmt.Errorf("sqlite: renewed certificate %q: %w", serial, store.ErrRenewedFromRevoked)
+	}
+	return nil
+}
+
+// underLimit checks, inside tx, that the count query q (with args) is
+// below maxLive; maxLive <= 0 means no limit. Inside the write transaction
+// (BEGIN IMMEDIATE on the one write connection) no other writer can add a
+// row between the count and the insert that follows.
+func underLimit(ctx context.Context, tx *sql.Tx, what string, maxLive int, q string, args ...any) error {
+	if maxLive <= 0 {
+		return nil
+	}
+	var n int
+	if err := tx.QueryRowContext(ctx, q, args...).Scan(&n); err != nil {
+		return wrap("count "+what, err)
+	}
+	if n >= maxLive {
+		return fmt.Errorf("sqlite: %d live %s, the limit is %d: %w", n, what, maxLive, store.ErrLimit)
+	}
+	return nil
+}
+
+const (
+	countLiveCertsSQL      = `SELECT COUNT(*) FROM workload_certificates WHERE client_id = ? AND revoked_at IS NULL AND not_after > ?`
+	countLiveJoinTokensSQL = `SELECT COUNT(*) FROM join_tokens WHERE client_id = ? AND used_at IS NULL AND expires_at > ?`
+)
+
 // CreateCertificate stores c and, when joinTokenID is set, consumes that
-// join token, with ev, in one transaction.
-func (s *Store) CreateCertificate(ctx context.Context, c *store.WorkloadCertificate, joinTokenID string, ev store.AdminEvent) error {
+// join token, with ev, in one transaction that first checks the client,
+// the renewed certificate and the live certificate limit (see
+// store.CertificateStore).
+func (s *Store) CreateCertificate(ctx context.Context, c *store.WorkloadCertificate, joinTokenID string, maxLive int, ev store.AdminEvent) error {
 	args, err := certArgs(c)
 	if err != nil {
 		return err
@@ -70,8 +137,13 @@ func (s *Store) CreateCertificate(ctx context.Context, c *store.WorkloadCertific
 	}
 	issued := c.IssuedAt.UnixNano()
 	return s.withTx(ctx, func(tx *sql.Tx) error {
-		if err := clientExists(ctx, tx, c.ClientID); err != nil {
+		if err := usableClient(ctx, tx, c.ClientID, issued); err != nil {
 			return err
+		}
+		if c.RenewedFrom != "" {
+			if err := liveRenewedFrom(ctx, tx, c.RenewedFrom, c.ClientID); err != nil {
+				return err
+			}
 		}
 		if joinTokenID != "" {
 			res, err := tx.ExecContext(ctx, `UPDATE join_tokens SET used_at = ?
@@ -91,6 +163,9 @@ func (s *Store) CreateCertificate(ctx context.Context, c *store.WorkloadCertific
 				}
 				return store.ErrJoinTokenSpent
 			}
+		}
+		if err := underLimit(ctx, tx, "certificates", maxLive, countLiveCertsSQL, c.ClientID, issued); err != nil {
+			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO workload_certificates (`+certColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args...); err != nil {
 			return wrap("create certificate", err)
@@ -190,7 +265,7 @@ func (s *Store) CountLiveCertificates(ctx context.Context, clientID string, now 
 		return 0, err
 	}
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM workload_certificates WHERE client_id = ? AND revoked_at IS NULL AND not_after > ?`, clientID, v).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, countLiveCertsSQL, clientID, v).Scan(&n); err != nil {
 		return 0, wrap("count certificates", err)
 	}
 	return n, nil
@@ -227,8 +302,9 @@ func (s *Store) PurgeCertificates(ctx context.Context, before time.Time) (int, e
 	return total, nil
 }
 
-// CreateJoinToken stores t with ev.
-func (s *Store) CreateJoinToken(ctx context.Context, t *store.JoinToken, ev store.AdminEvent) error {
+// CreateJoinToken stores t with ev, counting the client's live join tokens
+// against maxLive in the same transaction.
+func (s *Store) CreateJoinToken(ctx context.Context, t *store.JoinToken, maxLive int, ev store.AdminEvent) error {
 	if t.ID == "" || t.ClientID == "" || len(t.Hash) == 0 || t.CreatedAt.IsZero() || t.ExpiresAt.IsZero() {
 		return errors.New("sqlite: create join token: ID, ClientID, Hash, CreatedAt and ExpiresAt are required")
 	}
@@ -250,6 +326,9 @@ func (s *Store) CreateJoinToken(ctx context.Context, t *store.JoinToken, ev stor
 	}
 	return s.withTx(ctx, func(tx *sql.Tx) error {
 		if err := clientExists(ctx, tx, t.ClientID); err != nil {
+			return err
+		}
+		if err := underLimit(ctx, tx, "join tokens", maxLive, countLiveJoinTokensSQL, t.ClientID, created); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO join_tokens (id, client_id, hash, created_at, expires_at, used_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?)`,
@@ -285,7 +364,7 @@ func (s *Store) CountLiveJoinTokens(ctx context.Context, clientID string, now ti
 		return 0, err
 	}
 	var n int
-	if err := s.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM join_tokens WHERE client_id = ? AND used_at IS NULL AND expires_at > ?`, clientID, v).Scan(&n); err != nil {
+	if err := s.read.QueryRowContext(ctx, countLiveJoinTokensSQL, clientID, v).Scan(&n); err != nil {
 		return 0, wrap("count join tokens", err)
 	}
 	return n, nil

@@ -18,6 +18,13 @@ import (
 //     reused, expired or foreign token (ErrJoinTokenSpent) or an unknown one
 //     (ErrNotFound) stores no certificate and no event; of many concurrent
 //     consumers of one token exactly one wins.
+//   - CreateCertificate checks, in that transaction and at c.IssuedAt, that
+//     the client is active and unexpired (ErrClientNotUsable) and that a
+//     renewed certificate is the client's and not revoked
+//     (ErrRenewedFromRevoked); a refusal consumes no join token.
+//   - CreateCertificate and CreateJoinToken count live rows against
+//     maxLive in the same transaction (ErrLimit): concurrent callers
+//     together never exceed it.
 //   - A second revocation of a certificate is ErrConflict and writes nothing.
 //   - CertificatesRevokedSince includes RevokedAt == since and excludes
 //     NotAfter <= now; PurgeCertificates removes NotAfter < before.
@@ -30,6 +37,11 @@ func testCertificates(t *testing.T, newStore func(*testing.T) store.Store) {
 		{"CreateRefusals", testCertCreateRefusals},
 		{"JoinTokens", testJoinTokens},
 		{"JoinTokenRace", testJoinTokenRace},
+		{"IssueChecksClient", testCertIssueChecksClient},
+		{"IssueChecksRenewedFrom", testCertIssueChecksRenewedFrom},
+		{"LiveLimit", testCertLiveLimit},
+		{"LiveLimitRace", testCertLiveLimitRace},
+		{"JoinTokenLimit", testJoinTokenLimit},
 		{"Revoke", testCertRevoke},
 		{"RevokedSince", testCertRevokedSince},
 		{"List", testCertList},
@@ -96,9 +108,12 @@ func serials(cs []*store.WorkloadCertificate) []string {
 
 func testCertRoundTrip(t *testing.T, s store.Store) {
 	ctx := t.Context()
+	if err := s.CreateCertificate(ctx, workloadCert("ff", "w1", -time.Hour), "", 0, certEvent("cert.issue", "w1")); err != nil {
+		t.Fatal(err)
+	}
 	c := workloadCert("0a1b", "w1", 0)
 	c.RenewedFrom = "ff"
-	if err := s.CreateCertificate(ctx, c, "", certEvent("cert.issue", "w1")); err != nil {
+	if err := s.CreateCertificate(ctx, c, "", 0, certEvent("cert.issue", "w1")); err != nil {
 		t.Fatal(err)
 	}
 	diffCert(t, c, mustGetCert(t, s, "0a1b"))
@@ -108,8 +123,8 @@ func testCertRoundTrip(t *testing.T, s store.Store) {
 	if again := mustGetCert(t, s, "0a1b"); !bytes.Equal(again.DER, c.DER) {
 		t.Error("modifying a returned certificate changed the stored one")
 	}
-	if evs := events(t, s, "w1"); len(evs) != 2 || evs[0].Action != "cert.issue" {
-		t.Errorf("admin events for w1 = %+v; want the issuance on top of the creation", evs)
+	if evs := events(t, s, "w1"); len(evs) != 3 || evs[0].Action != "cert.issue" {
+		t.Errorf("admin events for w1 = %+v; want the two issuances on top of the creation", evs)
 	}
 	if _, err := s.GetCertificate(ctx, "0a1c"); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetCertificate(unknown) = %v; want ErrNotFound", err)
@@ -118,7 +133,7 @@ func testCertRoundTrip(t *testing.T, s store.Store) {
 
 func testCertCreateRefusals(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	if err := s.CreateCertificate(ctx, workloadCert("01", "w1", 0), "", certEvent("cert.issue", "w1")); err != nil {
+	if err := s.CreateCertificate(ctx, workloadCert("01", "w1", 0), "", 0, certEvent("cert.issue", "w1")); err != nil {
 		t.Fatal(err)
 	}
 	before := len(events(t, s, ""))
@@ -139,7 +154,7 @@ func testCertCreateRefusals(t *testing.T, s store.Store) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.CreateCertificate(ctx, tt.c, "", certEvent("cert.issue", tt.c.ClientID))
+			err := s.CreateCertificate(ctx, tt.c, "", 0, certEvent("cert.issue", tt.c.ClientID))
 			if err == nil || (tt.want != nil && !errors.Is(err, tt.want)) {
 				t.Fatalf("CreateCertificate = %v; want %v", err, tt.want)
 			}
@@ -159,7 +174,7 @@ func testCertCreateRefusals(t *testing.T, s store.Store) {
 func testJoinTokens(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	tok := &store.JoinToken{ID: "jt1", ClientID: "w1", Hash: bytes.Repeat([]byte{7}, 32), CreatedAt: at(0), ExpiresAt: at(time.Hour), CreatedBy: "admin"}
-	if err := s.CreateJoinToken(ctx, tok, event("join_token.create", "w1", 0)); err != nil {
+	if err := s.CreateJoinToken(ctx, tok, 0, event("join_token.create", "w1", 0)); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.GetJoinToken(ctx, "jt1")
@@ -170,17 +185,17 @@ func testJoinTokens(t *testing.T, s store.Store) {
 	if !got.UsedAt.IsZero() || !bytes.Equal(got.Hash, tok.Hash) || got.ClientID != "w1" || !got.ExpiresAt.Equal(tok.ExpiresAt) || got.CreatedBy != "admin" {
 		t.Errorf("join token round trip: %+v", got)
 	}
-	if err := s.CreateJoinToken(ctx, tok, event("join_token.create", "w1", 0)); !errors.Is(err, store.ErrConflict) {
+	if err := s.CreateJoinToken(ctx, tok, 0, event("join_token.create", "w1", 0)); !errors.Is(err, store.ErrConflict) {
 		t.Errorf("duplicate join token: %v; want ErrConflict", err)
 	}
-	if err := s.CreateJoinToken(ctx, &store.JoinToken{ID: "jt9", ClientID: "nobody", Hash: tok.Hash, CreatedAt: at(0), ExpiresAt: at(time.Hour)}, event("join_token.create", "nobody", 0)); !errors.Is(err, store.ErrNotFound) {
+	if err := s.CreateJoinToken(ctx, &store.JoinToken{ID: "jt9", ClientID: "nobody", Hash: tok.Hash, CreatedAt: at(0), ExpiresAt: at(time.Hour)}, 0, event("join_token.create", "nobody", 0)); !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("join token for an unknown client: %v; want ErrNotFound", err)
 	}
 	for _, jt := range []*store.JoinToken{
 		{ID: "jt2", ClientID: "w1", Hash: tok.Hash, CreatedAt: at(0), ExpiresAt: at(time.Minute)},
 		{ID: "jt3", ClientID: "w1", Hash: tok.Hash, CreatedAt: at(0), ExpiresAt: at(2 * time.Hour)},
 	} {
-		if err := s.CreateJoinToken(ctx, jt, event("join_token.create", "w1", 0)); err != nil {
+		if err := s.CreateJoinToken(ctx, jt, 0, event("join_token.create", "w1", 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -203,7 +218,7 @@ func testJoinTokens(t *testing.T, s store.Store) {
 		{"expired token", "jt2", workloadCert("12", "w1", time.Minute), store.ErrJoinTokenSpent},
 	}
 	for _, r := range refusals {
-		if err := s.CreateCertificate(ctx, r.c, r.token, certEvent("cert.issue", r.c.ClientID)); !errors.Is(err, r.want) {
+		if err := s.CreateCertificate(ctx, r.c, r.token, 0, certEvent("cert.issue", r.c.ClientID)); !errors.Is(err, r.want) {
 			t.Errorf("%s: CreateCertificate = %v; want %v", r.name, err, r.want)
 		}
 		if _, err := s.GetCertificate(ctx, r.c.Serial); !errors.Is(err, store.ErrNotFound) {
@@ -216,13 +231,13 @@ func testJoinTokens(t *testing.T, s store.Store) {
 
 	// The one good use.
 	c := workloadCert("13", "w1", 10*time.Second)
-	if err := s.CreateCertificate(ctx, c, "jt1", certEvent("cert.issue", "w1")); err != nil {
+	if err := s.CreateCertificate(ctx, c, "jt1", 0, certEvent("cert.issue", "w1")); err != nil {
 		t.Fatalf("CreateCertificate with a live join token: %v", err)
 	}
 	if got, _ := s.GetJoinToken(ctx, "jt1"); got == nil || !got.UsedAt.Equal(c.IssuedAt) {
 		t.Errorf("consumed token UsedAt = %v; want the issuance time %v", got, c.IssuedAt)
 	}
-	if err := s.CreateCertificate(ctx, workloadCert("14", "w1", 20*time.Second), "jt1", certEvent("cert.issue", "w1")); !errors.Is(err, store.ErrJoinTokenSpent) {
+	if err := s.CreateCertificate(ctx, workloadCert("14", "w1", 20*time.Second), "jt1", 0, certEvent("cert.issue", "w1")); !errors.Is(err, store.ErrJoinTokenSpent) {
 		t.Errorf("reused join token: %v; want ErrJoinTokenSpent", err)
 	}
 	if _, err := s.GetCertificate(ctx, "14"); !errors.Is(err, store.ErrNotFound) {
@@ -235,7 +250,7 @@ func testJoinTokens(t *testing.T, s store.Store) {
 
 func testJoinTokenRace(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	if err := s.CreateJoinToken(ctx, &store.JoinToken{ID: "race", ClientID: "w1", Hash: []byte{1}, CreatedAt: at(0), ExpiresAt: at(time.Hour)}, event("join_token.create", "w1", 0)); err != nil {
+	if err := s.CreateJoinToken(ctx, &store.JoinToken{ID: "race", ClientID: "w1", Hash: []byte{1}, CreatedAt: at(0), ExpiresAt: at(time.Hour)}, 0, event("join_token.create", "w1", 0)); err != nil {
 		t.Fatal(err)
 	}
 	const n = 16
@@ -248,7 +263,7 @@ func testJoinTokenRace(t *testing.T, s store.Store) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			err := s.CreateCertificate(ctx, workloadCert(fmt.Sprintf("%x", 0x100+i), "w1", time.Second), "race", certEvent("cert.issue", "w1"))
+			err := s.CreateCertificate(ctx, workloadCert(fmt.Sprintf("%x", 0x100+i), "w1", time.Second), "race", 0, certEvent("cert.issue", "w1"))
 			switch {
 			case err == nil:
 				mu.Lock()
@@ -270,7 +285,7 @@ func testJoinTokenRace(t *testing.T, s store.Store) {
 
 func testCertRevoke(t *testing.T, s store.Store) {
 	ctx := t.Context()
-	if err := s.CreateCertificate(ctx, workloadCert("aa", "w1", 0), "", certEvent("cert.issue", "w1")); err != nil {
+	if err := s.CreateCertificate(ctx, workloadCert("aa", "w1", 0), "", 0, certEvent("cert.issue", "w1")); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.RevokeCertificate(ctx, "aa", at(time.Hour), "key compromise", certEvent("cert.revoke", "w1")); err != nil {
@@ -302,11 +317,11 @@ func testCertRevokedSince(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	for i, issued := range []time.Duration{0, time.Hour, 2 * time.Hour} {
 		serial := fmt.Sprintf("%02x", i+1)
-		if err := s.CreateCertificate(ctx, workloadCert(serial, "w1", issued), "", certEvent("cert.issue", "w1")); err != nil {
+		if err := s.CreateCertificate(ctx, workloadCert(serial, "w1", issued), "", 0, certEvent("cert.issue", "w1")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if err := s.CreateCertificate(ctx, workloadCert("04", "w1", 0), "", certEvent("cert.issue", "w1")); err != nil {
+	if err := s.CreateCertificate(ctx, workloadCert("04", "w1", 0), "", 0, certEvent("cert.issue", "w1")); err != nil {
 		t.Fatal(err)
 	}
 	// 01 expires at 24h, 02 at 25h, 03 at 26h; 04 is never revoked.
@@ -349,7 +364,7 @@ func testCertList(t *testing.T, s store.Store) {
 		workloadCert("04", "w1", 3*time.Hour),
 		workloadCert("05", "w1", 3*time.Hour),
 	} {
-		if err := s.CreateCertificate(ctx, c, "", certEvent("cert.issue", c.ClientID)); err != nil {
+		if err := s.CreateCertificate(ctx, c, "", 0, certEvent("cert.issue", c.ClientID)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -393,12 +408,12 @@ func testCertList(t *testing.T, s store.Store) {
 func testCertPurge(t *testing.T, s store.Store) {
 	ctx := t.Context()
 	for _, c := range []*store.WorkloadCertificate{workloadCert("01", "w1", 0), workloadCert("02", "w1", time.Hour)} {
-		if err := s.CreateCertificate(ctx, c, "", certEvent("cert.issue", "w1")); err != nil {
+		if err := s.CreateCertificate(ctx, c, "", 0, certEvent("cert.issue", "w1")); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for id, exp := range map[string]time.Duration{"old": time.Hour, "new": 48 * time.Hour} {
-		if err := s.CreateJoinToken(ctx, &store.JoinToken{ID: id, ClientID: "w1", Hash: []byte{1}, CreatedAt: at(0), ExpiresAt: at(exp)}, event("join_token.create", "w1", 0)); err != nil {
+		if err := s.CreateJoinToken(ctx, &store.JoinToken{ID: id, ClientID: "w1", Hash: []byte{1}, CreatedAt: at(0), ExpiresAt: at(exp)}, 0, event("join_token.create", "w1", 0)); err != nil {
 			t.Fatal(err)
 		}
 	}
