@@ -19,19 +19,35 @@ var (
 	// ErrReplay means the proof's jti was already used within its window. It
 	// also matches ErrInvalidProof, the code the client is sent.
 	ErrReplay = errors.New("dpop: proof was already used")
+	// ErrKeyMismatch means the proof key is not the one Request.JKT names
+	// (the access token's cnf.jkt): a token used with someone else's key.
+	// It also matches ErrInvalidProof, the code the client is sent.
+	ErrKeyMismatch = errors.New("dpop: proof key is not the key the token is bound to")
+	// ErrUnavailable means the proof could not be checked for replay
+	// because the replay cache had no room for its jti. The proof may be
+	// fine: answer a temporary server failure (503), not
+	// invalid_dpop_proof, and let the client retry. It does not match
+	// ErrInvalidProof.
+	ErrUnavailable = errors.New("dpop: replay protection is out of capacity")
 )
 
-// proofError carries a message for the client and the sentinel it matches.
+// proofError carries a message for the client, the sentinel it matches and,
+// for ErrUnavailable, the replay cache's own error.
 type proofError struct {
-	msg  string
-	kind error
+	msg   string
+	kind  error
+	cause error
 }
 
 func (e *proofError) Error() string { return "dpop: " + e.msg }
 
 func (e *proofError) Unwrap() []error {
-	if e.kind == ErrReplay {
-		return []error{ErrReplay, ErrInvalidProof}
+	switch {
+	case e.kind == ErrReplay || e.kind == ErrKeyMismatch:
+		// Kinds of invalid proof that callers may want to tell apart.
+		return []error{e.kind, ErrInvalidProof}
+	case e.cause != nil:
+		return []error{e.kind, e.cause}
 	}
 	return []error{e.kind}
 }

@@ -20,11 +20,25 @@ import (
 )
 
 // ReplayCache remembers proof identifiers for as long as a proof could be
-// accepted. *replay.Cache implements it.
+// accepted. *replay.Cache implements it, and BoundedReplayCache too.
 type ReplayCache interface {
 	// Claim records key until exp and reports whether this was its first
 	// use. It must return false when it cannot remember the key.
 	Claim(key string, exp time.Time) bool
+}
+
+// BoundedReplayCache is a ReplayCache with a bound on the keys it holds
+// that tells a key it has no room for apart from a replay. Verify calls
+// TryClaim instead of Claim on such a cache, so that a full cache is
+// answered as the server's problem (ErrUnavailable, retry later) rather
+// than as a replay, which would send an honest client into a loop of fresh
+// proofs that fare no better, and show operators replays that never were.
+type BoundedReplayCache interface {
+	ReplayCache
+	// TryClaim is Claim with the reason for a refusal: (true, nil) on first
+	// use, (false, nil) for a key already held, (false, err) for a key it
+	// could not record.
+	TryClaim(key string, exp time.Time) (bool, error)
 }
 
 // NonceSource issues and checks server nonces (RFC 9449 section 8). *Nonces
@@ -80,6 +94,15 @@ type headerInfo struct {
 // maxCachedHeaders bounds the header cache; past it, the cache starts over.
 const maxCachedHeaders = 8192
 
+// maxCachedHeaderBytes bounds the base64url header a cache entry is keyed
+// by. Honest headers are small: an EC or Ed25519 key makes about 250 bytes,
+// RSA-4096 about 1 KiB and RSA-8192 about 1.9 KiB. A header past this
+// carries padding (unknown members) nobody needs cached; it is still
+// accepted, only checked in full every time. The bound keeps the cache
+// at most 16 MiB of keys rather than the 64 MiB that 8192 headers of a
+// full-size proof would cost.
+const maxCachedHeaderBytes = 2 << 10
+
 // Request is what the server knows about the request a proof came with.
 type Request struct {
 	// Method is the HTTP method, compared with htm exactly.
@@ -90,6 +113,13 @@ type Request struct {
 	// AccessToken, when set, is the token sent with the proof; the proof
 	// must then carry a matching ath. Empty at the token endpoint.
 	AccessToken string
+	// JKT, when set, is the thumbprint the proof key must have: the
+	// access token's cnf.jkt. Empty at the token endpoint, where any key
+	// may be bound. It is compared before the signature is checked and
+	// the jti claimed, so that someone holding a token (but not its key)
+	// cannot make proofs with a key of their own that each take a slot in
+	// the replay cache shared by every client.
+	JKT string
 }
 
 // Proof is an accepted proof.
@@ -188,18 +218,23 @@ type claims struct {
 
 // replayMargin keeps a jti a little past the moment its proof stops passing
 // the iat check, so that a replay cache reading its own clock a moment after
-// ours never sees a just-accepted proof as already expired.
+// ours never sees a just-accepted proof as already expired. It is
+// replay.Margin, which this package does not import: the SDK imports dpop
+// and must pull in no server code.
 const replayMargin = time.Second
 
 var errNoReplay = errors.New("dpop: Verifier.Replay is nil; refusing proofs without replay protection")
 
 // Verify checks one proof against the request it came with (RFC 9449
 // section 4.3) and, last of all, claims its jti in the replay cache, so a
-// rejected proof leaves no state behind. The caller must already have
+// rejected proof leaves no state behind: no replay entry, and no header
+// cache entry unless its signature verified. The caller must already have
 // refused requests carrying more than one DPoP header.
 //
-// Errors wrap ErrInvalidProof, ErrUseNonce or ErrReplay (which also matches
-// ErrInvalidProof); any other error is a server misconfiguration.
+// Errors wrap ErrInvalidProof, ErrUseNonce, ErrReplay or ErrKeyMismatch
+// (both of which also match ErrInvalidProof), or ErrUnavailable (the
+// server's replay cache is full); any other error is a server
+// misconfiguration.
 func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 	if v.Replay == nil {
 		return nil, errNoReplay
@@ -218,9 +253,15 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 	if !isBase64URL(hdrB64) || !isBase64URL(payB64) || !isBase64URL(sigB64) {
 		return nil, invalidf("proof is not a compact JWS: a part is not unpadded base64url")
 	}
-	hi, err := v.header(hdrB64)
+	hi, cached, err := v.header(hdrB64)
 	if err != nil {
 		return nil, err
+	}
+	// RFC 9449 section 4.3 step 12 (the proof key is the token's key),
+	// moved ahead of the signature: a proof by the wrong key costs no
+	// signature check and never reaches the header or replay cache.
+	if r.JKT != "" && subtle.ConstantTimeCompare([]byte(hi.jkt), []byte(r.JKT)) != 1 {
+		return nil, &proofError{msg: "proof is signed by a key other than the one the access token is bound to (cnf.jkt)", kind: ErrKeyMismatch}
 	}
 	alg, pub := hi.alg, hi.pub
 	buf := make([]byte, b64.DecodedLen(len(payB64))+b64.DecodedLen(len(sigB64)))
@@ -236,6 +277,9 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 	signed := proof[:len(hdrB64)+1+len(payB64)]
 	if !alg.verify(pub, signed, sig) {
 		return nil, invalidf("signature does not verify with the header jwk")
+	}
+	if !cached {
+		v.remember(hdrB64, hi)
 	}
 
 	// Claims: steps 8 to 12, parsed only once the signature holds.
@@ -296,22 +340,56 @@ func (v *Verifier) Verify(proof string, r Request) (*Proof, error) {
 	// The replay key is scoped to the key thumbprint, so one client cannot
 	// burn another's jti; it is held until the proof could no longer pass
 	// the iat check above.
-	if !v.Replay.Claim(jkt+":"+c.JTI, iat.Add(window+replayMargin)) {
-		return nil, &proofError{msg: "jti " + quote(clip(c.JTI)) + " was already used; make a fresh proof for every request", kind: ErrReplay}
+	if err := v.claim(jkt+":"+c.JTI, iat.Add(window+replayMargin)); err != nil {
+		if err == errClaimed {
+			return nil, &proofError{msg: "jti " + quote(clip(c.JTI)) + " was already used; make a fresh proof for every request", kind: ErrReplay}
+		}
+		return nil, &proofError{msg: "the server cannot record this proof's jti because its replay cache is full; this is a server capacity problem, not a fault in the proof: retry later", kind: ErrUnavailable, cause: err}
 	}
 	return &Proof{JKT: jkt, JTI: c.JTI, IssuedAt: iat, Algorithm: alg.name, PublicKey: pub}, nil
 }
 
+// errClaimed is claim's answer for a key already held.
+var errClaimed = errors.New("dpop: key already claimed")
+
+// claim records key in the replay cache: nil on first use, errClaimed for
+// a replay, the cache's own error when it could not record the key (only a
+// BoundedReplayCache can say so; a plain ReplayCache's refusals all read
+// as replays).
+func (v *Verifier) claim(key string, exp time.Time) error {
+	if b, ok := v.Replay.(BoundedReplayCache); ok {
+		fresh, err := b.TryClaim(key, exp)
+		switch {
+		case err != nil:
+			return err
+		case !fresh:
+			return errClaimed
+		}
+		return nil
+	}
+	if !v.Replay.Claim(key, exp) {
+		return errClaimed
+	}
+	return nil
+}
+
 // header checks a proof's protected header (RFC 9449 section 4.3 steps 4 to
-// 7) or returns the cached result of an identical header that passed.
-// Failures are not cached: a bad header is checked in full every time.
-func (v *Verifier) header(hdrB64 string) (*headerInfo, error) {
+// 7) or returns the cached result of an identical header; cached says
+// which. It caches nothing itself: Verify calls remember once a signature
+// by the header's key has verified.
+func (v *Verifier) header(hdrB64 string) (hi *headerInfo, cached bool, err error) {
 	v.headersMu.RLock()
-	hi := v.headers[hdrB64]
+	hi = v.headers[hdrB64]
 	v.headersMu.RUnlock()
 	if hi != nil {
-		return hi, nil
+		return hi, true, nil
 	}
+	hi, err = v.checkHeader(hdrB64)
+	return hi, false, err
+}
+
+// checkHeader parses and checks a header in full.
+func (v *Verifier) checkHeader(hdrB64 string) (*headerInfo, error) {
 	hdrJSON, err := b64.DecodeString(hdrB64)
 	if err != nil {
 		return nil, invalidf("header is not valid base64url")
@@ -340,7 +418,18 @@ func (v *Verifier) header(hdrB64 string) (*headerInfo, error) {
 	if err != nil {
 		return nil, err
 	}
-	hi = &headerInfo{alg: alg, pub: pub, jkt: mem.thumbprint()}
+	return &headerInfo{alg: alg, pub: pub, jkt: mem.thumbprint()}, nil
+}
+
+// remember caches a checked header whose key has just verified a signature.
+// Only then: a header alone costs nothing to make, and junk proofs (valid
+// headers, bad signatures) would otherwise fill the cache and, each time it
+// starts over, evict the headers of every legitimate client. Headers over
+// maxCachedHeaderBytes are not cached at all.
+func (v *Verifier) remember(hdrB64 string, hi *headerInfo) {
+	if len(hdrB64) > maxCachedHeaderBytes {
+		return
+	}
 	v.headersMu.Lock()
 	if v.headers == nil || len(v.headers) >= maxCachedHeaders {
 		v.headers = make(map[string]*headerInfo)
@@ -349,7 +438,6 @@ func (v *Verifier) header(hdrB64 string) (*headerInfo, error) {
 	// would otherwise keep alive as long as the entry.
 	v.headers[strings.Clone(hdrB64)] = hi
 	v.headersMu.Unlock()
-	return hi, nil
 }
 
 func quote(s string) string {

@@ -146,19 +146,29 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 		if len(proofs) != 1 {
 			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidDPoPProof, "send exactly one DPoP proof header"))
 		}
-		p, err := c.Proofs.Verify(proofs[0], dpop.Request{Method: r.Method, URL: url, AccessToken: tok})
-		if err != nil {
-			if errors.Is(err, dpop.ErrUseNonce) {
-				e := oauth.Wrap(oauth.CodeUseDPoPNonce, "retry with the nonce in the DPoP-Nonce header", err)
-				if c.Nonces != nil {
-					e.Nonce = c.Nonces.Current()
-				}
-				return nil, c.challenge("DPoP", e)
+		// JKT makes the verifier refuse a proof by any other key before it
+		// claims the proof's jti: the replay cache is shared by every
+		// client, and a token alone must not let anyone fill it.
+		p, err := c.Proofs.Verify(proofs[0], dpop.Request{Method: r.Method, URL: url, AccessToken: tok, JKT: cnf.JKT})
+		switch {
+		case err == nil:
+		case errors.Is(err, dpop.ErrUseNonce):
+			e := oauth.Wrap(oauth.CodeUseDPoPNonce, "retry with the nonce in the DPoP-Nonce header", err)
+			if c.Nonces != nil {
+				e.Nonce = c.Nonces.Current()
 			}
+			return nil, c.challenge("DPoP", e)
+		case errors.Is(err, dpop.ErrKeyMismatch):
+			return nil, c.challenge("DPoP", oauth.Wrap(oauth.CodeInvalidDPoPProof, wrongKey, err))
+		case errors.Is(err, dpop.ErrUnavailable):
+			return nil, replayUnavailable(err)
+		default:
 			return nil, c.challenge("DPoP", oauth.Wrap(oauth.CodeInvalidDPoPProof, strings.TrimPrefix(err.Error(), "dpop: "), err))
 		}
+		// Checked again: a ProofVerifier other than dpop.Verifier may
+		// ignore Request.JKT.
 		if subtle.ConstantTimeCompare([]byte(p.JKT), []byte(cnf.JKT)) != 1 {
-			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidDPoPProof, "the proof is signed by a key other than the one the token is bound to"))
+			return nil, c.challenge("DPoP", oauth.New(oauth.CodeInvalidDPoPProof, wrongKey))
 		}
 		caller.Binding = BindingDPoP
 	case cnf != nil && cnf.X5TS256 != "":
@@ -195,6 +205,21 @@ func (c *Checker) Check(r *http.Request, url string, cert *x509.Certificate) (*C
 	}
 	caller.Client = cl
 	return caller, nil
+}
+
+// wrongKey describes a DPoP proof by a key other than the token's.
+const wrongKey = "the proof is signed by a key other than the one the token is bound to"
+
+// replayUnavailable is the answer to a request whose DPoP proof could not
+// be checked for replay because the server's replay cache is full (cause
+// wraps dpop.ErrUnavailable): 503 server_error, with no challenge, since
+// the credentials may be fine. It says plainly that this is the server's
+// capacity, so that a client retries later instead of minting fresh proofs
+// and an operator does not go looking for a replay attack.
+func replayUnavailable(cause error) *oauth.Error {
+	e := oauth.Wrap(oauth.CodeServerError, "the server cannot check DPoP proofs for reuse right now: its replay cache is full. This is a server capacity problem, not a fault in the request; retry later", cause)
+	e.Status = http.StatusServiceUnavailable
+	return e
 }
 
 func (c *Checker) now() time.Time {

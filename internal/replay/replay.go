@@ -2,13 +2,16 @@
 // proof jti or a private_key_jwt assertion jti is accepted once only.
 //
 // It decides nothing about tokens: callers check signatures and lifetimes
-// first and ask Claim last, so a rejected request leaves no entry behind. It
+// first and claim last, so a rejected request leaves no entry behind. It
 // holds keys in memory on one node; it must not be used where several nodes
-// share a replay window (that needs a shared backend behind the same method).
+// share a replay window (that needs a shared backend behind the same
+// method). A full cache says so (ErrFull) rather than pass for a replay, so
+// that callers can answer it as the server's problem.
 package replay
 
 import (
 	"crypto/sha256"
+	"errors"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -32,9 +35,9 @@ const evictProbes = 2
 // Cache remembers keys until their expiry. Safe for concurrent use.
 //
 // The bound is enforced per shard (maxEntries/64, rounded up): when a key's
-// shard is full of unexpired entries Claim returns false, failing closed
-// rather than forgetting a key that may still be replayed. The zero value is
-// not usable; call New.
+// shard is full of unexpired entries TryClaim returns ErrFull, failing
+// closed rather than forgetting a key that may still be replayed. The zero
+// value is not usable; call New.
 type Cache struct {
 	now    func() time.Time
 	seed   maphash.Seed
@@ -81,18 +84,35 @@ func New(maxEntries int, now func() time.Time) *Cache {
 	return c
 }
 
-// Claim records key until exp and reports true if it was not already held
-// (i.e. first use). It returns false for a replay, false when exp has already
-// passed (such a key belongs to a token that is no longer valid, and holding
-// nothing for it would let it be claimed again and again), and false (fail
-// closed) when the key's shard is full of unexpired entries.
+// ErrFull is TryClaim's answer when the key's shard is full of unexpired
+// keys: the cache cannot record the key, so it cannot tell whether it is
+// fresh. It is the server's capacity problem, not the client's fault, and
+// callers answer it as a temporary server failure (503), never as a
+// replay, which would tell a client to retry with a fresh id that fares
+// no better.
+var ErrFull = errors.New("replay: cache is full of unexpired keys")
+
+// Margin is how long past the last moment its credential can be accepted a
+// caller should hold a key. The cache reads its own clock a moment after
+// the caller's check; an exp of exactly that last moment could already have
+// passed, and the cache would then refuse a just-accepted credential as if
+// replayed.
+const Margin = time.Second
+
+// TryClaim records key until exp. It returns (true, nil) on the key's first
+// use and (false, nil) when the key is already held: a replay. A key whose
+// exp has already passed is answered like a replay: it belongs to a
+// credential that is no longer valid, and holding nothing for it would let
+// it be claimed again and again (callers add Margin so that an honest one
+// never meets this). It returns (false, ErrFull), failing closed, when the
+// key's shard is full of unexpired entries.
 //
 // A key is held while now <= exp; once now > exp it may be claimed again.
-func (c *Cache) Claim(key string, exp time.Time) bool {
+func (c *Cache) TryClaim(key string, exp time.Time) (bool, error) {
 	now := c.now().UnixNano()
 	e := exp.UnixNano()
 	if e < now {
-		return false
+		return false, nil
 	}
 	// The shard comes from a keyed hash, so that nobody can aim keys at
 	// one shard and fill it; the map key is a digest (see shard.m).
@@ -105,21 +125,29 @@ func (c *Cache) Claim(key string, exp time.Time) bool {
 	defer s.mu.Unlock()
 	if old, ok := s.m[d]; ok {
 		if old >= now {
-			return false
+			return false, nil
 		}
 		s.m[d] = e
 		s.noteExp(e)
-		return true
+		return true, nil
 	}
 	s.probe(now)
 	if len(s.m) >= s.limit {
 		if now <= s.minExp || s.sweep(now) >= s.limit {
-			return false
+			return false, ErrFull
 		}
 	}
 	s.m[d] = e
 	s.noteExp(e)
-	return true
+	return true, nil
+}
+
+// Claim is TryClaim for callers that need only a yes or no: it reports true
+// on the key's first use and false for a replay, a past exp or a full
+// cache alike.
+func (c *Cache) Claim(key string, exp time.Time) bool {
+	ok, _ := c.TryClaim(key, exp)
+	return ok
 }
 
 // Len reports the number of keys held, including expired keys not yet
