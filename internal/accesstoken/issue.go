@@ -30,6 +30,12 @@ type header struct {
 	Crit json.RawMessage `json:"crit,omitempty"`
 }
 
+// ErrTooLarge is returned (wrapped) by Issue when the claims would make a
+// token longer than MaxTokenBytes. It is the only Issue error a client can
+// cure, by asking for fewer scopes or audiences, so the token endpoint
+// branches on it to answer invalid_scope instead of server_error.
+var ErrTooLarge = errors.New("accesstoken: token too large")
+
 // Issue signs c with key and returns the JWS compact serialisation (RFC 7515
 // section 7.1) with header typ "at+jwt", kid and alg.
 //
@@ -37,7 +43,7 @@ type header struct {
 // every keybound verifier accepts until it expires: iss, sub, client_id, aud,
 // jti and iat are required (RFC 9068 section 2.2), exp must follow iat, scope
 // values must be non-empty and free of spaces, and a non-nil Confirmation
-// must carry jkt or x5t#S256.
+// must carry jkt or x5t#S256. A token over MaxTokenBytes is ErrTooLarge.
 func Issue(key Signer, c Claims) (string, error) {
 	if key == nil {
 		return "", errors.New("accesstoken: Issue needs a signing key")
@@ -64,7 +70,7 @@ func Issue(key Signer, c Claims) (string, error) {
 	enc := base64.RawURLEncoding
 	n := enc.EncodedLen(len(hb)) + 1 + enc.EncodedLen(len(pb)) + 1 + enc.EncodedLen(es256SigLen)
 	if n > MaxTokenBytes {
-		return "", fmt.Errorf("accesstoken: token would be %d bytes, over the %d verifiers accept; grant fewer scopes or audiences", n, MaxTokenBytes)
+		return "", fmt.Errorf("%w: it would be %d bytes, over the %d verifiers accept; grant fewer scopes or audiences", ErrTooLarge, n, MaxTokenBytes)
 	}
 	buf := make([]byte, 0, n)
 	buf = enc.AppendEncode(buf, hb)

@@ -71,17 +71,20 @@ func readForm(w http.ResponseWriter, r *http.Request) (url.Values, error) {
 	return form, nil
 }
 
-// safeName quotes a caller-sent parameter name for a description, bounded.
+// safeName quotes a caller-sent value for a description, bounded. It uses
+// single quotes: RFC 6749 section 5.2 forbids the double quote and the
+// backslash in error_description, and a character outside printable ASCII
+// becomes '?' rather than vanishing, so the caller still sees where it was.
 func safeName(k string) string {
 	if len(k) > 40 {
 		k = k[:40]
 	}
-	return `"` + strings.Map(func(r rune) rune {
-		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+	return "'" + strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' || r == '\'' {
 			return '?'
 		}
 		return r
-	}, k) + `"`
+	}, k) + "'"
 }
 
 // basicAuth parses an Authorization: Basic header with RFC 6749 section

@@ -35,7 +35,9 @@ type introspection struct {
 }
 
 // authenticateCaller authenticates the client calling introspection or
-// revocation with the same methods as the token endpoint.
+// revocation with the same methods as the token endpoint. Its assertion is
+// spent at once: these endpoints have no refusal a client cures by sending
+// the same assertion again.
 func (s *Server) authenticateCaller(w http.ResponseWriter, r *http.Request) (*clientauth.Result, map[string][]string, error) {
 	form, err := readForm(w, r)
 	if err != nil {
@@ -49,8 +51,11 @@ func (s *Server) authenticateCaller(w http.ResponseWriter, r *http.Request) (*cl
 	if r.TLS != nil {
 		areq.PeerCertificates = r.TLS.PeerCertificates
 	}
-	res, err := s.Auth.Authenticate(r.Context(), areq)
+	res, err := s.Auth.Prepare(r.Context(), areq)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := res.Commit(r.Context()); err != nil {
 		return nil, nil, err
 	}
 	return res, form, nil
@@ -77,11 +82,20 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(out)
 }
 
-// inspect answers active only for a token that verifies, is not revoked,
-// and whose client is still usable; every doubt is inactive.
+// inspect answers active only for a token that verifies, is within its
+// validity period, is not revoked, and whose client is still usable; every
+// doubt is inactive.
 func (s *Server) inspect(r *http.Request, tok string) introspection {
 	c, err := s.Tokens.Verify(tok)
 	if err != nil {
+		return introspection{}
+	}
+	// The verifier allows TokenLeeway of clock skew for resource servers
+	// whose clocks may differ from ours. The authorization server is the
+	// clock of record (RFC 7662 section 2.2: active means not expired and
+	// valid per nbf), so its own answer takes none.
+	now := s.now()
+	if !now.Before(c.Expiry) || (!c.NotBefore.IsZero() && now.Before(c.NotBefore)) {
 		return introspection{}
 	}
 	if s.Revocations.Revoked(c.JTI) {
@@ -143,7 +157,10 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, "revoke", oauth.New(oauth.CodeUnauthorizedClient, "this token was not issued to the calling client; only its own client or an admin may revoke it"))
 			return
 		}
-		if err := s.Revocations.Revoke(r.Context(), store.RevokedToken{JTI: c.JTI, ClientID: c.ClientID, RevokedAt: s.now().UTC(), ExpiresAt: c.Expiry}); err != nil {
+		// Kept until no verifier would accept the token any more, leeway
+		// included (TokenLeeway): not merely until its exp.
+		until := c.Expiry.Add(TokenLeeway + revocationMargin)
+		if err := s.Revocations.Revoke(r.Context(), store.RevokedToken{JTI: c.JTI, ClientID: c.ClientID, RevokedAt: s.now().UTC(), ExpiresAt: until}); err != nil {
 			s.fail(w, r, "revoke", oauth.Wrap(oauth.CodeServerError, "the revocation could not be stored; try again", err))
 			return
 		}

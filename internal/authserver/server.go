@@ -40,10 +40,26 @@ const (
 	ScopeAdmin = "keybound:admin"
 )
 
-// Authenticator authenticates the client of a token-endpoint request.
+// Authenticator authenticates the client of a request. Prepare does not
+// spend a client assertion; the server calls Result.Commit at the point the
+// request succeeds (see clientauth.Authenticator.Prepare).
 type Authenticator interface {
-	Authenticate(ctx context.Context, r clientauth.Request) (*clientauth.Result, error)
+	Prepare(ctx context.Context, r clientauth.Request) (*clientauth.Result, error)
 }
+
+// TokenLeeway is the clock skew keybound's access-token verifiers allow
+// past exp (accesstoken.Verifier.Leeway): the admin API and the gateway
+// accept a token until exp + TokenLeeway. The token service is the clock of
+// record and ignores it (introspection is inactive from exp on), but a
+// revocation must outlive it: one forgotten at exp would let the revoked
+// token through every verifier for the rest of the leeway. The verifiers
+// must be built with this value.
+const TokenLeeway = 30 * time.Second
+
+// revocationMargin is kept on top of TokenLeeway so that a token checked by
+// a verifier a moment before exp + TokenLeeway does not find its
+// revocation already dropped by a sync running in between.
+const revocationMargin = 5 * time.Second
 
 // ProofVerifier checks a DPoP proof.
 type ProofVerifier interface {
@@ -136,7 +152,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, endpoint string, e
 	}
 	s.Metrics.rejected(endpoint, e.Code)
 	level := slog.LevelInfo
-	if e.Code == oauth.CodeServerError {
+	switch {
+	case e.Status == http.StatusServiceUnavailable:
+		// A capacity refusal (a full replay cache): the app logs it once
+		// per burst; a line per refused request would bury that one.
+		level = slog.LevelDebug
+	case e.Code == oauth.CodeServerError:
 		level = slog.LevelError
 	}
 	attrs := []slog.Attr{slog.String("endpoint", endpoint), slog.String("error", e.Code), slog.String("error_description", e.Description)}

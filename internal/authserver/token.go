@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -69,7 +70,10 @@ func (s *Server) token(r *http.Request, w http.ResponseWriter) (*tokenResponse, 
 	if r.TLS != nil {
 		areq.PeerCertificates = r.TLS.PeerCertificates
 	}
-	res, err := s.Auth.Authenticate(r.Context(), areq)
+	// The assertion is not spent yet: res.Commit below, once every check
+	// passed, so a client told use_dpop_nonce (RFC 9449 section 8) or
+	// invalid_scope may retry with the same assertion.
+	res, err := s.Auth.Prepare(r.Context(), areq)
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +118,19 @@ func (s *Server) token(r *http.Request, w http.ResponseWriter) (*tokenResponse, 
 		StaticSecret: res.Method.IsStaticSecret(),
 	}
 	tok, err := accesstoken.Issue(key, claims)
+	if errors.Is(err, accesstoken.ErrTooLarge) {
+		// The grant, not the server, is at fault: the client can ask for
+		// less (RFC 6749 section 5.2, invalid_scope).
+		return nil, oauth.Wrap(oauth.CodeInvalidScope, "the granted scopes and audiences make a token larger than resource servers accept; request fewer scope values or resource parameters", err)
+	}
 	if err != nil {
 		return nil, oauth.Wrap(oauth.CodeServerError, "the token could not be signed; try again", err)
+	}
+	// Last step before the token leaves: spend the assertion. Of two
+	// requests carrying it, only one gets here; the signed token of the
+	// other is dropped unseen.
+	if err := res.Commit(r.Context()); err != nil {
+		return nil, err
 	}
 	binding := "bearer"
 	if cnf != nil && cnf.JKT != "" {
@@ -220,16 +235,42 @@ func (s *Server) bind(r *http.Request, c *identity.Client, res *clientauth.Resul
 
 // proofError maps a DPoP verification failure to RFC 9449's token endpoint
 // errors (400 with invalid_dpop_proof or use_dpop_nonce, section 5 and 8).
+// Only what the client can fix is answered as its fault: a proof that is
+// invalid (replays included), or a missing nonce when there is a nonce to
+// send. Anything else (a verifier without a replay cache, a replay cache
+// that cannot remember, a nonce demanded with no nonce source to hand one
+// out) is the server's: server_error, logged, and never a description
+// that sends the client off to rebuild a proof that was fine.
 func (s *Server) proofError(err error) error {
-	if errors.Is(err, dpop.ErrUseNonce) && s.Nonces != nil {
-		e := dpopError(oauth.CodeUseDPoPNonce, "the authorization server requires a DPoP nonce; retry with the nonce in the DPoP-Nonce header")
-		e.Nonce = s.Nonces.Current()
-		e.Cause = err
+	if errors.Is(err, dpop.ErrUseNonce) {
+		if nonce := s.currentNonce(); nonce != "" {
+			e := dpopError(oauth.CodeUseDPoPNonce, "the authorization server requires a DPoP nonce; retry with the nonce in the DPoP-Nonce header")
+			e.Nonce = nonce
+			e.Cause = err
+			return e
+		}
+		return oauth.Wrap(oauth.CodeServerError, "the DPoP proof could not be checked; try again later", fmt.Errorf("authserver: the proof verifier requires a nonce but no nonce source is configured: %w", err))
+	}
+	if errors.Is(err, dpop.ErrUnavailable) {
+		e := oauth.Wrap(oauth.CodeServerError, "the server cannot check DPoP proofs for reuse right now: its replay cache is full; this is a server capacity problem, not a fault in the request; retry later", err)
+		e.Status = http.StatusServiceUnavailable
 		return e
+	}
+	if !errors.Is(err, dpop.ErrInvalidProof) {
+		return oauth.Wrap(oauth.CodeServerError, "the DPoP proof could not be checked; try again later", err)
 	}
 	e := dpopError(oauth.CodeInvalidDPoPProof, strings.TrimPrefix(err.Error(), "dpop: "))
 	e.Cause = err
 	return e
+}
+
+// currentNonce is the nonce to send with use_dpop_nonce, "" when there is
+// none to send.
+func (s *Server) currentNonce() string {
+	if s.Nonces == nil {
+		return ""
+	}
+	return s.Nonces.Current()
 }
 
 func dpopError(code, desc string) *oauth.Error {

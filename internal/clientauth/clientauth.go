@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -85,6 +86,54 @@ type Result struct {
 	// (RFC 8705 section 3.1, x5t#S256), set whenever the client presented a
 	// certificate, whatever the method, so mTLS-bound tokens can be issued.
 	CertThumbprint string
+
+	// pending is the assertion jti Prepare accepted but did not record; nil
+	// once Commit recorded it, and for methods without one.
+	pending *pendingClaim
+}
+
+// pendingClaim is a replay-cache claim Prepare deferred to Commit.
+type pendingClaim struct {
+	replay        ReplayCache
+	clientID, jti string
+	until         time.Time
+	now           func() time.Time
+}
+
+// Commit records the accepted assertion's jti (RFC 7523 section 3, item 7),
+// after which the assertion can never authenticate again. A caller of
+// Prepare calls it once the request has passed every check of its own and
+// before it acts on the result (issues a token): a request refused for a
+// reason the client can cure by retrying, above all use_dpop_nonce (RFC
+// 9449 section 8), must not burn an assertion the client may resend.
+//
+// The claim is atomic, so of two requests carrying one assertion at most
+// one commits; the other gets invalid_client with ErrReplayed as the cause.
+// A replay-cache failure is a server_error. Commit does nothing for a
+// Result with no assertion or one already committed. It must not be called
+// concurrently on one Result.
+func (r *Result) Commit(ctx context.Context) error {
+	p := r.pending
+	if p == nil {
+		return nil
+	}
+	fresh, err := p.replay.Claim(ctx, p.clientID, p.jti, p.until)
+	switch {
+	case errors.Is(err, ErrReplayCapacity):
+		e := oauth.Wrap(oauth.CodeServerError, "the server cannot record client assertions right now: its replay cache is full; this is a server capacity problem, not a fault in the request; retry later", err)
+		e.Status = http.StatusServiceUnavailable
+		return e
+	case err != nil:
+		return serverError(fmt.Errorf("clientauth: claim jti: %w", err))
+	case !fresh && !p.now().Before(p.until):
+		// Prepare accepted it at its last moment and the request took
+		// longer than the cache's margin: an expiry, not a replay.
+		return invalidClient("the assertion expired while the request was served; sign a new assertion", ErrBadCredential)
+	case !fresh:
+		return invalidClient("assertion jti was already used; sign a new assertion with a fresh jti for every request", ErrReplayed)
+	}
+	r.pending = nil
+	return nil
 }
 
 // Sentinel causes. They are the Cause (possibly wrapped) of the *oauth.Error
@@ -95,6 +144,10 @@ var (
 	ErrMethod        = errors.New("clientauth: client used a method it did not register")
 	ErrSecretsOff    = errors.New("clientauth: static client secrets are disabled")
 	ErrBadCredential = errors.New("clientauth: credential does not prove the client")
+	// ErrReplayCapacity is what a ReplayCache with no room left returns
+	// (wrapped) from Claim: the jti cannot be remembered, so the assertion
+	// is refused, as a server capacity problem (503), not as a replay.
+	ErrReplayCapacity = errors.New("clientauth: the assertion replay cache is full")
 )
 
 // WorkloadCerts is keybound's workload CA as client authentication sees it.
@@ -183,7 +236,29 @@ const JWTBearerAssertionType = "urn:ietf:params:oauth:client-assertion-type:jwt-
 // malformed request, invalid_client (401, with a Basic challenge when Basic
 // was used, RFC 6749 section 5.2) for failed authentication, server_error
 // when the server cannot decide.
+//
+// Authenticate records a private_key_jwt assertion's jti before it returns,
+// so the assertion is spent whatever the caller does next; it is Prepare
+// followed by Result.Commit.
 func (a *Authenticator) Authenticate(ctx context.Context, r Request) (*Result, error) {
+	res, err := a.Prepare(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	if err := res.Commit(ctx); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Prepare is Authenticate without recording the assertion jti: every check
+// is made, but the assertion stays usable until the caller calls
+// Result.Commit. A caller that answers a request on the strength of an
+// uncommitted Result lets one assertion be used many times; the token
+// endpoint commits just before it issues, so that a refusal the client can
+// cure by retrying with the same assertion (a DPoP nonce, a scope, a
+// binding) does not spend it.
+func (a *Authenticator) Prepare(ctx context.Context, r Request) (*Result, error) {
 	res, err := a.authenticate(ctx, r)
 	if err != nil {
 		var oe *oauth.Error

@@ -58,6 +58,9 @@ type fakeReplay struct {
 	mu   sync.Mutex
 	seen map[[2]string]time.Time
 	err  error
+	// refuse answers every claim false, as the real cache does for a
+	// claim whose end has passed.
+	refuse bool
 }
 
 func newFakeReplay() *fakeReplay { return &fakeReplay{seen: map[[2]string]time.Time{}} }
@@ -67,6 +70,9 @@ func (f *fakeReplay) Claim(_ context.Context, clientID, jti string, until time.T
 	defer f.mu.Unlock()
 	if f.err != nil {
 		return false, f.err
+	}
+	if f.refuse {
+		return false, nil
 	}
 	k := [2]string{clientID, jti}
 	if _, ok := f.seen[k]; ok {

@@ -37,8 +37,9 @@ var assertionTypes = []string{"", "JWT", "client-authentication+jwt"}
 
 // privateKeyJWT authenticates a client_assertion (RFC 7523 sections 2.2 and
 // 3, RFC 7521 section 4.2). The assertion is checked in this order, cheapest
-// refusals first, and its jti is claimed only once everything else passed,
-// so a refused assertion changes no state:
+// refusals first; it changes no state: its jti is returned as the Result's
+// pending claim, recorded by Result.Commit once the caller's own checks
+// passed too (step 7):
 //
 //  1. client_assertion_type, size, JWS compact serialisation, alg allow-list;
 //  2. iss == sub, and a form client_id if any equals sub;
@@ -46,7 +47,7 @@ var assertionTypes = []string{"", "JWT", "client-authentication+jwt"}
 //  4. the signature verifies with a key from the client's registered JWKS;
 //  5. aud, exp, nbf, iat, jti;
 //  6. the client is usable now;
-//  7. the jti was not used before.
+//  7. (Commit) the jti was not used before.
 func (a *Authenticator) privateKeyJWT(ctx context.Context, formID, assertionType, assertion string) (*Result, error) {
 	switch {
 	case assertionType == "":
@@ -112,14 +113,10 @@ func (a *Authenticator) privateKeyJWT(ctx context.Context, formID, assertionType
 	if err := a.usable(c); err != nil {
 		return nil, err
 	}
-	fresh, err := a.Replay.Claim(ctx, c.ID, claims.ID, until)
-	switch {
-	case err != nil:
-		return nil, serverError(fmt.Errorf("clientauth: claim jti: %w", err))
-	case !fresh:
-		return nil, invalidClient("assertion jti was already used; sign a new assertion with a fresh jti for every request", ErrReplayed)
-	}
-	return &Result{Client: c, Method: identity.AuthPrivateKeyJWT, AssertionJTI: claims.ID}, nil
+	return &Result{
+		Client: c, Method: identity.AuthPrivateKeyJWT, AssertionJTI: claims.ID,
+		pending: &pendingClaim{replay: a.Replay, clientID: c.ID, jti: claims.ID, until: until, now: a.now},
+	}, nil
 }
 
 // checkClaims checks aud and the time and jti claims (RFC 7523 section 3,

@@ -120,7 +120,43 @@ func WriteJSON(w http.ResponseWriter, e *Error) {
 		status = defaultStatus(e.Code)
 	}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(body{Error: e.Code, ErrorDescription: e.Description})
+	_ = json.NewEncoder(w).Encode(body{Error: e.Code, ErrorDescription: descriptionSafe(e.Description)})
+}
+
+// descriptionSafe returns desc limited to the characters RFC 6749 section
+// 5.2 allows in error_description (%x20-21 / %x23-5B / %x5D-7E): a double
+// quote becomes a single quote, so a quoted value stays readable; a
+// backslash, a control character and every byte of a non-ASCII character
+// are dropped. Descriptions quote what the client sent (a grant_type, a
+// scope, a DPoP htu), so this is applied where every body is written
+// rather than trusted to each message; a strict client parser would
+// otherwise reject the error it is meant to act on.
+func descriptionSafe(desc string) string {
+	clean := true
+	for i := 0; i < len(desc); i++ {
+		if !descriptionByte(desc[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return desc
+	}
+	b := make([]byte, 0, len(desc))
+	for i := 0; i < len(desc); i++ {
+		switch c := desc[i]; {
+		case c == '"':
+			b = append(b, '\'')
+		case descriptionByte(c):
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+// descriptionByte reports whether c may appear in error_description.
+func descriptionByte(c byte) bool {
+	return c >= 0x20 && c <= 0x7e && c != '"' && c != '\\'
 }
 
 // SetHeaders sets the WWW-Authenticate and DPoP-Nonce headers e calls for.
