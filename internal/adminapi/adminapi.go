@@ -174,9 +174,9 @@ func (a *API) render(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.As(err, &oe):
 		oauth.SetHeaders(w.Header(), oe)
-		title := "Unauthorized"
-		if oe.Status == http.StatusForbidden {
-			title = "Forbidden"
+		title := http.StatusText(oe.Status) // Unauthorized, Forbidden, Service Unavailable (a full replay cache)
+		if title == "" {
+			title = "Unauthorized"
 		}
 		desc := oe.Description
 		if oe.Code == "" {

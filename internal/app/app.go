@@ -50,10 +50,9 @@ import (
 
 // Schedules of the background loops.
 const (
-	keyTickEvery    = time.Minute
-	revocationSync  = time.Second
-	purgeEvery      = time.Hour
-	replayCacheSize = 1 << 20
+	keyTickEvery   = time.Minute
+	revocationSync = time.Second
+	purgeEvery     = time.Hour
 	// certRetention is how long an expired workload certificate stays in
 	// the inventory before the hourly purge removes it.
 	certRetention = 30 * 24 * time.Hour
@@ -86,6 +85,9 @@ type App struct {
 	configFile      string
 	// sweeps are the governance tasks background runs (sweep.go).
 	sweeps []sweepTask
+	// proofReplay and assertionReplay, when set by WithReplayCaches,
+	// replace the replay caches New would make.
+	proofReplay, assertionReplay *replay.Cache
 }
 
 // Option adjusts how New builds the app.
@@ -94,6 +96,14 @@ type Option func(*App)
 // WithListener serves on l instead of opening server.addr; tests pass a
 // listener on port 0 and set server.addr to its address.
 func WithListener(l net.Listener) Option { return func(a *App) { a.listener = l } }
+
+// WithReplayCaches makes the app remember DPoP proof ids in proofs and
+// client assertion ids in assertions instead of in caches of the default
+// sizes (proofReplaySize, assertionReplaySize). Tests pass small caches to
+// reach a full one without a million requests.
+func WithReplayCaches(proofs, assertions *replay.Cache) Option {
+	return func(a *App) { a.proofReplay, a.assertionReplay = proofs, assertions }
+}
 
 // New builds the app from cfg. It creates the data directory and everything
 // in it on first start.
@@ -194,7 +204,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	replays := replay.New(replayCacheSize, nil)
+	proofReplays, assertionReplays := a.replayCaches()
 	var nonces *dpop.Nonces
 	if cfg.Tokens.DPoP.RequireNonce {
 		nonces, err = dpop.NewNonces(nil, time.Minute, nil)
@@ -202,11 +212,11 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 			return nil, err
 		}
 	}
-	proofs := &dpop.Verifier{Algorithms: cfg.Tokens.DPoP.Algorithms, Replay: replays, Window: cfg.Tokens.DPoP.Window}
+	proofs := &dpop.Verifier{Algorithms: cfg.Tokens.DPoP.Algorithms, Replay: proofReplays, Window: cfg.Tokens.DPoP.Window}
 	if nonces != nil {
 		proofs.Nonce = nonces
 	}
-	tokens := &accesstoken.Verifier{Keys: a.ring, Issuer: issuer, Leeway: 30 * time.Second}
+	tokens := &accesstoken.Verifier{Keys: a.ring, Issuer: issuer, Leeway: authserver.TokenLeeway}
 
 	// Clients are read through a cache at most a second stale across nodes
 	// and invalidated at once by changes made here (inventory.OnChange).
@@ -223,7 +233,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 		Auth: &clientauth.Authenticator{
 			Clients:              clients,
 			NotFound:             errNotFound,
-			Replay:               assertionReplay{replays},
+			Replay:               assertionReplays,
 			Audiences:            []string{issuer, issuer + authserver.PathToken, issuer + authserver.PathIntrospect, issuer + authserver.PathRevoke},
 			MaxAssertionLifetime: cfg.Tokens.AssertionMaxLifetime,
 			ClientCAs:            clientCAs,
@@ -283,7 +293,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger, opts ...Optio
 	enroll := &workloadapi.API{Service: a.workload, Log: log, Auth: &clientauth.Authenticator{
 		Clients:              clients,
 		NotFound:             errNotFound,
-		Replay:               assertionReplay{replays},
+		Replay:               assertionReplays,
 		Audiences:            []string{issuer, issuer + workloadapi.PathEnroll},
 		MaxAssertionLifetime: cfg.Tokens.AssertionMaxLifetime,
 	}}
@@ -497,10 +507,120 @@ func CAPool(caFile string) (*x509.CertPool, error) {
 	return p, nil
 }
 
-// assertionReplay keys private_key_jwt assertion ids by client in the shared
-// replay cache; the prefix keeps them apart from DPoP proof ids.
-type assertionReplay struct{ c *replay.Cache }
+// Replay cache sizes. DPoP proofs and client assertions have caches of
+// their own: DPoP proofs arrive with every gateway and admin request, and
+// when they filled a cache shared with assertions, gateway traffic refused
+// every private_key_jwt client at the token endpoint.
+const (
+	// proofReplaySize holds each proof's jti for the DPoP window (60 s by
+	// default) plus a second: 1<<20 entries carry about 17,000 proofs a
+	// second across the gateway, the admin API and the token endpoint, for
+	// at most about 50 MiB (replay.DefaultMaxEntries).
+	proofReplaySize = 1 << 20
+	// assertionReplaySize holds each assertion's jti until its exp plus
+	// leeway, at most tokens.assertion_max_lifetime (5 minutes by default)
+	// ahead. There is one assertion per token request or enrollment, not
+	// per API call (clients reuse a token until it expires), so 1<<18
+	// entries (about 12 MiB at most) carry some 800 token requests a
+	// second. Only registered clients can take entries: the jti is claimed
+	// after the assertion's signature has verified with the client's key.
+	assertionReplaySize = 1 << 18
+	// replayFullLogEvery is how often a full replay cache is logged while
+	// it stays full.
+	replayFullLogEvery = time.Minute
+)
+
+// replayCaches returns the DPoP proof and client assertion replay caches,
+// each logging when it is full.
+func (a *App) replayCaches() (proofReplay, assertionReplay) {
+	proofs, assertions := a.proofReplay, a.assertionReplay
+	if proofs == nil {
+		proofs = replay.New(proofReplaySize, nil)
+	}
+	if assertions == nil {
+		assertions = replay.New(assertionReplaySize, nil)
+	}
+	return proofReplay{c: proofs, full: &replayFullLog{log: a.log, cache: "dpop_proof"}},
+		assertionReplay{c: assertions, full: &replayFullLog{log: a.log, cache: "client_assertion"}}
+}
+
+// proofReplay is the DPoP proof replay cache as dpop.Verifier uses it: a
+// dpop.BoundedReplayCache, so that a full cache is reported as
+// dpop.ErrUnavailable (a 503 at protected resources), not as a replay, and
+// logged.
+type proofReplay struct {
+	c    *replay.Cache
+	full *replayFullLog
+}
+
+func (p proofReplay) Claim(key string, exp time.Time) bool {
+	ok, _ := p.TryClaim(key, exp)
+	return ok
+}
+
+func (p proofReplay) TryClaim(key string, exp time.Time) (bool, error) {
+	ok, err := p.c.TryClaim(key, exp)
+	if err != nil {
+		p.full.note(err)
+	}
+	return ok, err
+}
+
+// assertionReplay keys private_key_jwt assertion ids by client in the
+// assertion replay cache. A full cache is an error (clientauth answers it
+// as a server error), not a replay, and is logged.
+type assertionReplay struct {
+	c    *replay.Cache
+	full *replayFullLog
+}
 
 func (a assertionReplay) Claim(_ context.Context, clientID, jti string, until time.Time) (bool, error) {
-	return a.c.Claim("assertion\x00"+clientID+"\x00"+jti, until), nil
+	// until is the last moment the assertion could be accepted; the cache
+	// reads its own clock a moment after clientauth's check, and without
+	// the margin an assertion accepted at exactly until would be refused
+	// as already used.
+	ok, err := a.c.TryClaim(clientID+"\x00"+jti, until.Add(replay.Margin))
+	if err != nil {
+		a.full.note(err)
+		if errors.Is(err, replay.ErrFull) {
+			return false, fmt.Errorf("%w: %w", clientauth.ErrReplayCapacity, err)
+		}
+		return false, fmt.Errorf("client assertion replay cache: %w", err)
+	}
+	return ok, nil
+}
+
+// replayFullLog reports a full replay cache once per burst: the first
+// refusal at once, then at most one line per replayFullLogEvery, with the
+// number of requests refused since the previous line. A full cache under
+// load refuses thousands of requests a second; a line for each would bury
+// the one thing an operator needs to know.
+type replayFullLog struct {
+	log   *slog.Logger
+	cache string
+	now   func() time.Time // nil: time.Now
+
+	mu      sync.Mutex
+	next    time.Time // no line before this
+	refused int       // refusals not yet reported
+}
+
+func (l *replayFullLog) note(err error) {
+	now := time.Now
+	if l.now != nil {
+		now = l.now
+	}
+	t := now()
+	l.mu.Lock()
+	l.refused++
+	if t.Before(l.next) {
+		l.mu.Unlock()
+		return
+	}
+	n := l.refused
+	l.refused = 0
+	l.next = t.Add(replayFullLogEvery)
+	l.mu.Unlock()
+	l.log.Error("replay cache is full: requests that need it are refused with 503 until its entries expire; this is a capacity problem, not replayed credentials",
+		"cache", l.cache, "refused", n, "error", err)
 }

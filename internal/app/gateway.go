@@ -12,12 +12,12 @@ import (
 	"net/netip"
 	"os"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keybound/keybound/internal/accesstoken"
 	"github.com/keybound/keybound/internal/audit"
+	"github.com/keybound/keybound/internal/authserver"
 	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/gateway"
 	"github.com/keybound/keybound/internal/keys"
@@ -168,7 +168,7 @@ func (a *App) remoteTokens(gc config.Gateway, reg prometheus.Registerer) (*acces
 		a.log.Info("gateway verifies tokens of a separate issuer", "issuer", gc.Issuer, "jwks_url", gc.JWKSURL, "keys", remote.Stats().Keys)
 	}
 	// The same clock-skew leeway as the token service's own verifier.
-	return &accesstoken.Verifier{Keys: remote, Issuer: gc.Issuer, Leeway: 30 * time.Second}, nil
+	return &accesstoken.Verifier{Keys: remote, Issuer: gc.Issuer, Leeway: authserver.TokenLeeway}, nil
 }
 
 // ReloadRoutes re-reads the configuration file, compiles its routes and
