@@ -531,14 +531,14 @@ func TestAmbiguousPaths(t *testing.T) {
 		route string // "" means ErrAmbiguousPath
 	}{
 		{"/admin/5", "admin"},
-		{"/ADMIN/5", ""},       // case-insensitive upstreams
-		{"/Admin/5", ""},       //
-		{"/admin;x=1/5", ""},   // ';' parameters dropped (Tomcat, Spring)
-		{"/admin%2F5", ""},     // encoded '/' decoded before routing
-		{"/admin%2f5", ""},     //
-		{"/admin%5C5", ""},     // '\' as a separator (IIS)
-		{"/admin/5/", ""},      // a trailing '/' ignored (Express, Spring 5)
-		{"/adm/5/", "rest"},    // ambiguous with nothing
+		{"/ADMIN/5", ""},     // case-insensitive upstreams
+		{"/Admin/5", ""},     //
+		{"/admin;x=1/5", ""}, // ';' parameters dropped (Tomcat, Spring)
+		{"/admin%2F5", ""},   // encoded '/' decoded before routing
+		{"/admin%2f5", ""},   //
+		{"/admin%5C5", ""},   // '\' as a separator (IIS)
+		{"/admin/5/", ""},    // a trailing '/' ignored (Express, Spring 5)
+		{"/adm/5/", "rest"},  // ambiguous with nothing
 		{"/Docs/Intro", "rest"},
 		{"/OPS/1", "rest"}, // the stricter route is on another upstream
 		{"/users/ABC-123", "rest"},
