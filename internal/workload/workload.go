@@ -493,7 +493,59 @@ func (s *Service) RevokeWithReason(ctx context.Context, actor, serial string, co
 	if err != nil {
 		return nil, fmt.Errorf("workload: %w", err)
 	}
-	return rec, s.revoke(ctx, actor, rec, code, comment)
+	err = s.revoke(ctx, actor, rec, code, comment)
+	if code == ReasonKeyCompromise && (err == nil || errors.Is(err, ErrAlreadyRevoked)) {
+		// Even when rec was revoked before for another reason: the key
+		// compromise is news about what rec's holder could have renewed.
+		if _, cerr := s.revokeRenewals(ctx, actor, rec); cerr != nil {
+			return rec, cerr
+		}
+	}
+	return rec, err
+}
+
+// revokeRenewals revokes, with reason key-compromise, the live
+// certificates renewed from rec, directly or through other renewals.
+// Whoever held rec's compromised key could renew it into a certificate
+// for a key of their own, which revoking rec alone would leave valid and
+// renewable. It returns how many it revoked.
+func (s *Service) revokeRenewals(ctx context.Context, actor string, rec *store.WorkloadCertificate) (int, error) {
+	all, err := s.Store.ListCertificates(ctx, store.CertificateFilter{ClientID: rec.ClientID})
+	if err != nil {
+		return 0, fmt.Errorf("workload: %w", err)
+	}
+	children := map[string][]*store.WorkloadCertificate{}
+	for _, c := range all {
+		if c.RenewedFrom != "" {
+			children[c.RenewedFrom] = append(children[c.RenewedFrom], c)
+		}
+	}
+	now := s.now()
+	comment := "renewed from " + rec.Serial + ", whose key was compromised"
+	seen := map[string]bool{rec.Serial: true}
+	queue := []string{rec.Serial}
+	n := 0
+	var errs []error
+	for len(queue) > 0 {
+		parent := queue[0]
+		queue = queue[1:]
+		for _, c := range children[parent] {
+			if seen[c.Serial] {
+				continue
+			}
+			seen[c.Serial] = true
+			queue = append(queue, c.Serial) // its renewals too, even if it is no longer live
+			if !c.RevokedAt.IsZero() || !c.NotAfter.After(now) {
+				continue
+			}
+			if err := s.revoke(ctx, actor, c, ReasonKeyCompromise, comment); err != nil && !errors.Is(err, ErrAlreadyRevoked) {
+				errs = append(errs, err)
+				continue
+			}
+			n++
+		}
+	}
+	return n, errors.Join(errs...)
 }
 
 // checkReason refuses a revocation comment that is too long or holds a

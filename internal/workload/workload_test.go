@@ -737,3 +737,66 @@ func TestNewRefusesBadConfig(t *testing.T) {
 		t.Error("no store: accepted")
 	}
 }
+
+// TestKeyCompromiseRevokesRenewals: whoever held a compromised key could
+// renew its certificate into certificates for keys of their own; revoking
+// the certificate for key compromise revokes its whole renewal line, and
+// only that line. Another reason revokes the one certificate.
+func TestKeyCompromiseRevokesRenewals(t *testing.T) {
+	f := newFixture(t)
+	f.client("kb-svc", nil)
+	ctx := context.Background()
+	issue := func() *workload.Issued {
+		t.Helper()
+		is, err := f.svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csrPEM(t, newKey(t), nil), Via: workload.ViaPrivateKeyJWT, Actor: "kb-svc"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return is
+	}
+	renew := func(from *workload.Issued) *workload.Issued {
+		t.Helper()
+		is, err := f.svc.Renew(ctx, chainOf(f, from), csrPEM(t, newKey(t), nil), 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return is
+	}
+	a := issue()
+	b := renew(a)    // the thief's renewal, for the thief's key
+	c := renew(b)    // and its renewal
+	other := issue() // another replica's line
+	other2 := renew(other)
+
+	// Revoked for another reason first: only that certificate.
+	if _, err := f.svc.RevokeWithReason(ctx, "admin", a.Record.Serial, workload.ReasonSuperseded, "rotated"); err != nil {
+		t.Fatal(err)
+	}
+	if f.svc.View.Revoked(b.Record.Serial) {
+		t.Fatal("a superseded certificate's renewal was revoked")
+	}
+	// The key turns out to be compromised: the whole line goes.
+	if _, err := f.svc.RevokeWithReason(ctx, "admin", a.Record.Serial, workload.ReasonKeyCompromise, "laptop lost"); !errors.Is(err, workload.ErrAlreadyRevoked) {
+		t.Fatalf("second revocation of a = %v, want ErrAlreadyRevoked", err)
+	}
+	for _, is := range []*workload.Issued{b, c} {
+		if !f.svc.View.Revoked(is.Record.Serial) {
+			t.Errorf("renewal %s of the compromised certificate is not revoked", is.Record.Serial)
+		}
+		if _, err := f.svc.Renew(ctx, chainOf(f, is), csrPEM(t, newKey(t), nil), 0); !errors.Is(err, workload.ErrCertRevoked) {
+			t.Errorf("renewing %s = %v, want ErrCertRevoked", is.Record.Serial, err)
+		}
+	}
+	for _, is := range []*workload.Issued{other, other2} {
+		if f.svc.View.Revoked(is.Record.Serial) {
+			t.Errorf("certificate %s outside the compromised line was revoked", is.Record.Serial)
+		}
+	}
+	rec, err := f.svc.Store.GetCertificate(ctx, c.Record.Serial)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(rec.RevocationReason, a.Record.Serial) {
+		t.Errorf("revocation reason %q does not name the compromised certificate", rec.RevocationReason)
+	}
+}
