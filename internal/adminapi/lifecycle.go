@@ -119,6 +119,9 @@ func (a *API) downscopeClient(w http.ResponseWriter, r *http.Request, caller *pr
 			}
 		}
 	}
+	if body.Apply && id == caller.Claims.ClientID && slices.Contains(remove, Scope) {
+		return problem.New(http.StatusConflict, "self-lockout", "Refused", "an admin identity cannot remove "+Scope+" from itself; use another admin identity")
+	}
 	out, err := a.Inventory.Downscope(r.Context(), actor(caller), id, remove, body.Apply)
 	var ve *inventory.ValidationError
 	switch {

@@ -65,6 +65,20 @@ func (a *API) offboard(w http.ResponseWriter, r *http.Request, caller *protect.C
 	if err := decode(r, &req); err != nil {
 		return err
 	}
+	if !req.DryRun {
+		// An offboarding that matches the caller would lock it out, like
+		// suspending or revoking itself: find out first, changing nothing.
+		dry := inventory.OffboardRequest(req)
+		dry.DryRun = true
+		if res, err := a.Inventory.Offboard(r.Context(), actor(caller), dry); err == nil {
+			for _, it := range res.Items {
+				if it.Changed && it.Client.ID == caller.Claims.ClientID {
+					return problem.New(http.StatusConflict, "self-lockout", "Refused",
+						"the filter matches the calling admin identity "+it.Client.ID+", which would lock itself out; narrow the filter or use another admin identity")
+				}
+			}
+		}
+	}
 	res, err := a.Inventory.Offboard(r.Context(), actor(caller), inventory.OffboardRequest(req))
 	var ve *inventory.ValidationError
 	switch {

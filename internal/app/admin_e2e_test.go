@@ -402,6 +402,47 @@ func TestClientLifecycleThroughAdminAPI(t *testing.T) {
 	}
 }
 
+// TestAdminCannotLockItselfOut: an offboarding whose filter matches the
+// calling admin identity, or a downscope removing keybound:admin from it,
+// is refused with self-lockout and changes nothing; a dry run still shows
+// the match.
+func TestAdminCannotLockItselfOut(t *testing.T) {
+	h := start(t, nil)
+	other := h.newKeyClient(inventory.Registration{Scope: "a", Environment: "admin"})
+	before := len(h.events())
+	refusals := []struct {
+		name, path string
+		body       any
+	}{
+		{"offboard by environment", "/offboard", map[string]any{"environment": "admin", "action": "suspend", "reason": "cleanup"}},
+		{"offboard by owner, revoke", "/offboard", map[string]any{"owner": "keybound operator", "action": "revoke"}},
+		{"downscope itself", "/clients/" + h.adminID + "/downscope", map[string]any{"remove": []string{"keybound:admin"}, "apply": true}},
+	}
+	for _, tt := range refusals {
+		code, body := h.adminDo("POST", tt.path, tt.body)
+		var p problemBody
+		_ = json.Unmarshal(body, &p)
+		if code != 409 || p.Type != "urn:keybound:problem:self-lockout" || !strings.Contains(p.Detail, "another admin identity") {
+			t.Errorf("%s: %d %s, want 409 self-lockout", tt.name, code, body)
+		}
+	}
+	if n := len(h.events()); n != before {
+		t.Errorf("refusals wrote %d admin events", n-before)
+	}
+	// The admin identity still works, and so does the other match.
+	if code, body := h.adminDo("GET", "/clients/"+other.id, nil); code != 200 || !strings.Contains(string(body), `"status":"active"`) {
+		t.Fatalf("after the refusals: %d %s", code, body)
+	}
+	// A dry run only shows, so it may match the caller.
+	if code, body := h.adminDo("POST", "/offboard", map[string]any{"environment": "admin", "dry_run": true}); code != 200 || !strings.Contains(string(body), h.adminID) {
+		t.Errorf("dry run: %d %s", code, body)
+	}
+	// A downscope that only shows the diff is fine too.
+	if code, body := h.adminDo("POST", "/clients/"+h.adminID+"/downscope", map[string]any{"remove": []string{"keybound:admin"}}); code != 200 {
+		t.Errorf("downscope preview: %d %s", code, body)
+	}
+}
+
 // TestKeyRotationThroughAdminAPI rotates the signing key and checks the
 // publish-before-use rule from a verifier's side.
 func TestKeyRotationThroughAdminAPI(t *testing.T) {
