@@ -66,7 +66,14 @@ func (c *keySetCache) get(raw json.RawMessage, kid string) ([]jose.JSONWebKey, e
 // every mTLS token request otherwise. The zero value is ready to use.
 type chainCache struct {
 	mu sync.Mutex
-	m  map[[32]byte]time.Time
+	m  map[[32]byte]chainEntry
+}
+
+// chainEntry is a verified chain: until when it is trusted, and whether it
+// verified to a workload CA root.
+type chainEntry struct {
+	until    time.Time
+	workload bool
 }
 
 func chainKey(certs []*x509.Certificate) [32]byte {
@@ -80,14 +87,19 @@ func chainKey(certs []*x509.Certificate) [32]byte {
 	return k
 }
 
-func (c *chainCache) verified(k [32]byte, now time.Time) bool {
+// verified reports whether the chain k verified and is still trusted at
+// now, and if so whether it verified to a workload CA root.
+func (c *chainCache) verified(k [32]byte, now time.Time) (ok, workload bool) {
 	c.mu.Lock()
-	until, ok := c.m[k]
+	e, found := c.m[k]
 	c.mu.Unlock()
-	return ok && now.Before(until)
+	if !found || !now.Before(e.until) {
+		return false, false
+	}
+	return true, e.workload
 }
 
-func (c *chainCache) remember(k [32]byte, certs []*x509.Certificate, now time.Time) {
+func (c *chainCache) remember(k [32]byte, certs []*x509.Certificate, now time.Time, workload bool) {
 	until := now.Add(chainCacheTTL)
 	for _, cert := range certs {
 		if cert.NotAfter.Before(until) {
@@ -96,9 +108,9 @@ func (c *chainCache) remember(k [32]byte, certs []*x509.Certificate, now time.Ti
 	}
 	c.mu.Lock()
 	if c.m == nil || len(c.m) >= maxCachedChains {
-		c.m = map[[32]byte]time.Time{}
+		c.m = map[[32]byte]chainEntry{}
 	}
-	c.m[k] = until
+	c.m[k] = chainEntry{until: until, workload: workload}
 	c.mu.Unlock()
 }
 

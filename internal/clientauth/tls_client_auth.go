@@ -65,25 +65,33 @@ func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certific
 	leaf := certs[0]
 	now := a.now()
 	ck := chainKey(certs)
-	if !a.chains.verified(ck, now) {
+	verified, workload := a.chains.verified(ck, now)
+	if !verified {
 		inter := x509.NewCertPool()
 		for _, ic := range certs[1:] {
 			inter.AddCert(ic)
 		}
-		if _, err := leaf.Verify(x509.VerifyOptions{
+		chains, err := leaf.Verify(x509.VerifyOptions{
 			Roots:         a.ClientCAs,
 			Intermediates: inter,
 			CurrentTime:   now,
 			KeyUsages:     []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-		}); err != nil {
+		})
+		if err != nil {
 			return invalidClient("the client certificate does not verify to a CA this server trusts for client authentication, or is outside its validity period", fmt.Errorf("%w: %w", ErrBadCredential, err))
 		}
-		a.chains.remember(ck, certs, now)
+		// Only a chain to a workload CA root makes this a workload
+		// certificate: an operator CA could copy the workload issuer's
+		// name and a SPIFFE ID, but cannot sign under its roots.
+		workload = a.Workload != nil && slices.ContainsFunc(chains, func(ch []*x509.Certificate) bool {
+			return a.Workload.TrustAnchor(ch[len(ch)-1])
+		})
+		a.chains.remember(ck, certs, now, workload)
 	}
 	// A workload certificate names its client by SPIFFE ID, bound at
 	// issuance: it authenticates that client whatever subject is
 	// registered, and never another one.
-	if a.Workload != nil {
+	if workload {
 		if id, ok := a.Workload.ClientOf(leaf); ok {
 			if id != c.ID {
 				return invalidClient("the client certificate was issued to another client", fmt.Errorf("%w: workload certificate of %q", ErrBadCredential, id))

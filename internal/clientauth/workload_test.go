@@ -19,7 +19,12 @@ import (
 type fakeWorkload struct {
 	owner   map[string]string // serial -> client
 	refused error
+	// foreign: the fixture's CA is not one of this workload CA's roots,
+	// as for an operator CA that copied the workload issuer's name.
+	foreign bool
 }
+
+func (w fakeWorkload) TrustAnchor(*x509.Certificate) bool { return !w.foreign }
 
 func (w fakeWorkload) ClientOf(c *x509.Certificate) (string, bool) {
 	id, ok := w.owner[c.SerialNumber.String()]
@@ -64,6 +69,10 @@ func TestWorkloadCertificates(t *testing.T) {
 		{"no subject and no workload CA configured", nil, mtls("tls-none"), false, "only keybound workload certificates"},
 		{"two subjects registered", fakeWorkload{owner: map[string]string{}}, mtls("tls-two"), false, "at most one certificate subject"},
 		{"two subjects, but the client's own workload certificate", fakeWorkload{owner: map[string]string{serial: "tls-two"}}, mtls("tls-two"), true, ""},
+		// ClientOf alone (an issuer name and a SPIFFE ID) does not make a
+		// workload certificate: the chain must end at a workload CA root.
+		{"another CA's certificate named like a workload one: registered subject only", fakeWorkload{owner: map[string]string{serial: "tls-dn-other"}, foreign: true}, mtls("tls-dn-other"), false, "does not match"},
+		{"another CA's certificate named like a workload one, no subject registered", fakeWorkload{owner: map[string]string{serial: "tls-none"}, foreign: true}, mtls("tls-none"), false, "only keybound workload certificates"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -157,6 +157,18 @@ func (s *Service) ClientOf(cert *x509.Certificate) (string, bool) {
 	return ClientFromSPIFFEID(s.Config.TrustDomain, cert.URIs[0])
 }
 
+// TrustAnchor reports whether root is one of this CA's roots: a chain
+// verified to one of them proves a certificate is this CA's, where an
+// issuer name (issuedHere) does not.
+func (s *Service) TrustAnchor(root *x509.Certificate) bool {
+	for _, r := range s.Issuer.Roots {
+		if r.Equal(root) {
+			return true
+		}
+	}
+	return false
+}
+
 // issuedHere compares issuer names only: after the intermediate is
 // re-issued its name stays, and certificates of the old one are still this
 // CA's to revoke. A foreign certificate with the same issuer name can only

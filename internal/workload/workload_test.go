@@ -557,6 +557,18 @@ func TestRevokeAndView(t *testing.T) {
 	if _, ok := f.svc.ClientOf(foreign); ok {
 		t.Error("ClientOf accepted a foreign certificate")
 	}
+	// Only the CA's roots are trust anchors: not its intermediate, not a
+	// certificate it issued, not another CA's.
+	for _, r := range f.svc.Issuer.Roots {
+		if !f.svc.TrustAnchor(r) {
+			t.Errorf("root %s is not a trust anchor", r.Subject)
+		}
+	}
+	for name, c := range map[string]*x509.Certificate{"intermediate": f.svc.Issuer.Cert, "leaf": live.Cert, "foreign": foreign} {
+		if f.svc.TrustAnchor(c) {
+			t.Errorf("%s taken for a trust anchor", name)
+		}
+	}
 }
 
 func TestClientChangedRevokesCertificates(t *testing.T) {
