@@ -289,7 +289,18 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.render(cw, r, dn)
 	} else {
 		ev.Decision, ev.Reason = "allow", "ok"
-		r = r.WithContext(withDecision(r.Context(), d))
+		ctx := withDecision(r.Context(), d)
+		if d.caller != nil && !d.caller.Claims.Expiry.IsZero() && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			// A tunnel is checked once, at the upgrade. ReverseProxy closes
+			// it when the request's context ends, so it ends when the token
+			// it was opened with expires: a revoked or suspended client's
+			// tunnel lasts at most one token lifetime, and the client must
+			// reconnect with a fresh token (checked again) to go on.
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(ctx, d.caller.Claims.Expiry)
+			defer cancel()
+		}
+		r = r.WithContext(ctx)
 		g.proxy.ServeHTTP(cw, r)
 		ev.Status = cw.status
 		if ev.Status >= 502 && ev.Status <= 504 {

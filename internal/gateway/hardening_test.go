@@ -36,10 +36,20 @@ const goodToken = "Bearer good"
 
 var fakeScopes = []string{"x:read"}
 
+// shortToken is accepted like goodToken but expires shortLife after each
+// check.
+const (
+	shortToken = "Bearer short"
+	shortLife  = 500 * time.Millisecond
+)
+
 // fakeChecker accepts goodToken as a bearer caller and refuses anything else.
 type fakeChecker struct{}
 
 func (fakeChecker) Check(r *http.Request, _ string, _ *x509.Certificate) (*protect.Caller, error) {
+	if r.Header.Get("Authorization") == shortToken {
+		return &protect.Caller{Claims: &accesstoken.Claims{ClientID: "c-1", JTI: "t-2", Scope: fakeScopes, Expiry: time.Now().Add(shortLife)}, Binding: protect.BindingBearer}, nil
+	}
 	if r.Header.Get("Authorization") != goodToken {
 		return nil, oauth.New(oauth.CodeInvalidToken, "no good token")
 	}
@@ -736,5 +746,73 @@ func TestGatewayRefusesAmbiguousPaths(t *testing.T) {
 				t.Errorf("problem does not say what to fix: %s", body)
 			}
 		})
+	}
+}
+
+// TestGatewayTunnelEndsWithItsToken: a WebSocket tunnel is checked once,
+// at the upgrade, so it is closed when the token it was opened with
+// expires; the client must reconnect with a fresh token. A tunnel whose
+// token is still valid stays open.
+func TestGatewayTunnelEndsWithItsToken(t *testing.T) {
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, rw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		_ = rw.Flush()
+		for { // echo lines until the other side closes
+			line, err := rw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			_, _ = rw.WriteString(line)
+			_ = rw.Flush()
+		}
+	}))
+	t.Cleanup(up.Close)
+	tg := startTestGateway(t, gateway.Config{}, []route.Spec{
+		{Name: "ws", Path: "/ws", Upstream: up.URL, Sensitivity: "internal", Scopes: route.ScopeSpec{All: fakeScopes}},
+	})
+	open := func(token string) (net.Conn, *bufio.Reader) {
+		t.Helper()
+		conn, err := net.Dial("tcp", tg.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw.test\r\nAuthorization: "+token+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		br := bufio.NewReader(conn)
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		_, _ = io.WriteString(conn, "ping\n")
+		if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+			t.Fatalf("echo through the tunnel: %q %v", line, err)
+		}
+		return conn, br
+	}
+
+	short, shortR := open(shortToken)
+	long, longR := open(goodToken)
+	// Past the short token's expiry the gateway has closed its tunnel.
+	_ = short.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	if _, err := shortR.ReadString('\n'); err == nil {
+		t.Fatal("the tunnel of an expired token still delivers data")
+	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatal("the tunnel of an expired token was still open 5 s later")
+	}
+	if waited := time.Since(start); waited > 4*time.Second {
+		t.Errorf("the tunnel closed %s after the check, long after its token expired", waited)
+	}
+	// The other tunnel still works.
+	_ = long.SetDeadline(time.Now().Add(5 * time.Second))
+	_, _ = io.WriteString(long, "still\n")
+	if line, err := longR.ReadString('\n'); err != nil || line != "still\n" {
+		t.Errorf("a tunnel with a valid token: %q %v", line, err)
 	}
 }
