@@ -590,6 +590,11 @@ func (a assertionReplay) Claim(_ context.Context, clientID, jti string, until ti
 	return ok, nil
 }
 
+// Seen reports, without claiming, whether the assertion is already spent.
+func (a assertionReplay) Seen(_ context.Context, clientID, jti string) bool {
+	return a.c.Seen(clientID + "\x00" + jti)
+}
+
 // replayFullLog reports a full replay cache once per burst: the first
 // refusal at once, then at most one line per replayFullLogEvery, with the
 // number of requests refused since the previous line. A full cache under

@@ -48,6 +48,14 @@ func TestTokenNonceRetryWithSameAssertion(t *testing.T) {
 	if r.status != 401 || r.body["error"] != "invalid_client" || !strings.Contains(r.raw, "already used") {
 		t.Fatalf("third use of the assertion: %d %s, want 401 invalid_client (replay)", r.status, r.raw)
 	}
+	// A spent assertion is refused as a replay before anything else is
+	// answered: asking for a scope the client lacks tells the replayer
+	// nothing about what it holds.
+	form.Set("scope", "payroll:admin")
+	r = h.postForm(nil, "/oauth2/token", form, map[string]string{"DPoP": proof(nonce)})
+	if r.status != 401 || r.body["error"] != "invalid_client" || strings.Contains(r.raw, "payroll") {
+		t.Fatalf("spent assertion with a scope the client lacks: %d %s, want 401 invalid_client (replay)", r.status, r.raw)
+	}
 }
 
 // TestTokenErrorDescriptionCharset checks the wire: error_description holds

@@ -44,6 +44,15 @@ type ReplayCache interface {
 	Claim(ctx context.Context, clientID, jti string, until time.Time) (bool, error)
 }
 
+// ReplayChecker is a ReplayCache that can also tell, without claiming,
+// whether a jti is already spent. Prepare uses it when the cache has it,
+// so a replayed assertion is refused before the request's other checks
+// run: otherwise their answers (a scope or an audience the client lacks)
+// would tell whoever replays a captured assertion what the client holds.
+type ReplayChecker interface {
+	Seen(ctx context.Context, clientID, jti string) bool
+}
+
 // Request is what the token endpoint read from one HTTP request.
 //
 // It holds secrets (the Basic password, client_secret and client_assertion in

@@ -109,3 +109,36 @@ func TestCommitWithoutAssertion(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// seeingReplay is a fakeReplay that can also tell a spent jti.
+type seeingReplay struct{ *fakeReplay }
+
+func (s seeingReplay) Seen(_ context.Context, clientID, jti string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.seen[[2]string{clientID, jti}]
+	return ok
+}
+
+// TestPrepareRefusesSpentAssertion: with a cache that can tell a spent
+// jti, Prepare refuses a replayed assertion at once, before the request's
+// other checks could answer anything about the client.
+func TestPrepareRefusesSpentAssertion(t *testing.T) {
+	f := loadFixture(t)
+	a, replay := f.authenticator()
+	a.Replay = seeingReplay{replay}
+	req := Request{Form: assertionForm(sign(t, f.ecKey, jose.ES256, "ec1", claims("jwt-client", "spent", nil), nil))}
+	res, err := a.Prepare(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prepare(context.Background(), req); err != nil {
+		t.Fatalf("Prepare before Commit: %v, want the assertion still usable", err)
+	}
+	if err := res.Commit(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Prepare(context.Background(), req); !errors.Is(err, ErrReplayed) || oauth.As(err).Code != oauth.CodeInvalidClient {
+		t.Fatalf("Prepare of a spent assertion = %v, want invalid_client with ErrReplayed", err)
+	}
+}

@@ -110,6 +110,9 @@ func (a *Authenticator) privateKeyJWT(ctx context.Context, formID, assertionType
 	if err != nil {
 		return nil, err
 	}
+	if rc, ok := a.Replay.(ReplayChecker); ok && rc.Seen(ctx, c.ID, claims.ID) {
+		return nil, invalidClient("assertion jti was already used; sign a new assertion with a fresh jti for every request", ErrReplayed)
+	}
 	if err := a.usable(c); err != nil {
 		return nil, err
 	}

@@ -72,3 +72,23 @@ func TestMarginCoversTheCacheReadingItsClockLater(t *testing.T) {
 		t.Errorf("with the margin: (%v, %v), want (true, nil)", ok, err)
 	}
 }
+
+// Seen tells a held key without claiming anything.
+func TestSeen(t *testing.T) {
+	clk := newClock()
+	c := New(100, clk.now)
+	if c.Seen("a") {
+		t.Fatal("an unknown key is seen")
+	}
+	if c.Len() != 0 {
+		t.Fatal("Seen claimed the key")
+	}
+	c.Claim("a", clk.in(time.Minute))
+	if !c.Seen("a") || c.Seen("b") {
+		t.Errorf("Seen(a) = %v, Seen(b) = %v; want true, false", c.Seen("a"), c.Seen("b"))
+	}
+	clk.add(time.Minute + time.Nanosecond)
+	if c.Seen("a") {
+		t.Error("a key whose claim ended is still seen")
+	}
+}

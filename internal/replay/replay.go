@@ -142,6 +142,21 @@ func (c *Cache) TryClaim(key string, exp time.Time) (bool, error) {
 	return true, nil
 }
 
+// Seen reports whether key is claimed and its claim has not ended. It
+// claims nothing: a caller that defers its claim (the token endpoint spends
+// an assertion only when it issues) can still refuse a known replay before
+// doing anything else with the request.
+func (c *Cache) Seen(key string) bool {
+	now := c.now().UnixNano()
+	s := &c.shards[maphash.String(c.seed, key)&(numShards-1)]
+	var buf [128]byte
+	d := digest(sha256.Sum256(append(buf[:0], key...)))
+	s.mu.Lock()
+	e, ok := s.m[d]
+	s.mu.Unlock()
+	return ok && e >= now
+}
+
 // Claim is TryClaim for callers that need only a yes or no: it reports true
 // on the key's first use and false for a replay, a past exp or a full
 // cache alike.
