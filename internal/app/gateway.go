@@ -216,13 +216,17 @@ func (a *App) serveGateway(errc chan<- error) (func(context.Context) error, erro
 	a.log.Info("gateway serving", "addr", gp.listener.Addr().String(), "routes", len(gp.gw.Routes().Routes()))
 	return func(ctx context.Context) error {
 		err := hs.Shutdown(ctx)
+		// Shutdown does not wait for WebSocket tunnels (hijacked
+		// connections); end them so their audit events are recorded
+		// before the audit writer closes.
+		terr := gp.gw.CloseTunnels(ctx)
 		aerr := gp.audit.Close(ctx)
 		cancel()
 		var ferr error
 		if gp.jsonl != nil {
 			ferr = gp.jsonl.Close()
 		}
-		return errors.Join(err, aerr, ferr)
+		return errors.Join(err, terr, aerr, ferr)
 	}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -136,6 +137,7 @@ type Gateway struct {
 	log        *slog.Logger
 	proxy      *httputil.ReverseProxy
 	forwarded  forwardedCerts
+	tunnels    tunnels
 	now        func() time.Time
 }
 
@@ -290,15 +292,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ev.Decision, ev.Reason = "allow", "ok"
 		ctx := withDecision(r.Context(), d)
-		if d.caller != nil && !d.caller.Claims.Expiry.IsZero() && strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			// A tunnel is checked once, at the upgrade. ReverseProxy closes
-			// it when the request's context ends, so it ends when the token
-			// it was opened with expires: a revoked or suspended client's
-			// tunnel lasts at most one token lifetime, and the client must
-			// reconnect with a fresh token (checked again) to go on.
+		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+			// ReverseProxy closes a tunnel when the request's context ends.
+			// A tunnel is checked once, at the upgrade, so it ends when the
+			// token it was opened with expires: a revoked or suspended
+			// client's tunnel lasts at most one token lifetime, and the
+			// client reconnects with a fresh token (checked again) to go
+			// on. CloseTunnels ends the rest at shutdown, so that their
+			// audit events are recorded before the audit trail closes.
 			var cancel context.CancelFunc
-			ctx, cancel = context.WithDeadline(ctx, d.caller.Claims.Expiry)
-			defer cancel()
+			if d.caller != nil && !d.caller.Claims.Expiry.IsZero() {
+				ctx, cancel = context.WithDeadline(ctx, d.caller.Claims.Expiry)
+			} else {
+				ctx, cancel = context.WithCancel(ctx)
+			}
+			done := g.tunnels.add(cancel)
+			defer done()
 		}
 		r = r.WithContext(ctx)
 		g.proxy.ServeHTTP(cw, r)
@@ -613,6 +622,70 @@ func truncate(s string, n int) string {
 		return s[:n] + "..."
 	}
 	return s
+}
+
+// tunnels tracks the WebSocket requests being served, so CloseTunnels can
+// end them: http.Server.Shutdown does not wait for hijacked connections.
+type tunnels struct {
+	mu     sync.Mutex
+	next   uint64
+	open   map[uint64]context.CancelFunc
+	closed bool
+	idle   chan struct{} // closed when open empties after closing began
+}
+
+// add registers a tunnel's cancel; the returned func deregisters it (and
+// cancels, releasing the context). A tunnel added after CloseTunnels began
+// is cancelled at once.
+func (t *tunnels) add(cancel context.CancelFunc) func() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		cancel()
+	}
+	if t.open == nil {
+		t.open = map[uint64]context.CancelFunc{}
+	}
+	id := t.next
+	t.next++
+	t.open[id] = cancel
+	return func() {
+		cancel()
+		t.mu.Lock()
+		defer t.mu.Unlock()
+		delete(t.open, id)
+		if t.closed && len(t.open) == 0 && t.idle != nil {
+			close(t.idle)
+			t.idle = nil
+		}
+	}
+}
+
+// CloseTunnels ends every WebSocket tunnel and waits, until ctx is done,
+// for their requests to finish, each with its audit event recorded. Call it
+// after the listener's Shutdown and before closing the audit writer.
+func (g *Gateway) CloseTunnels(ctx context.Context) error {
+	t := &g.tunnels
+	t.mu.Lock()
+	t.closed = true
+	for _, cancel := range t.open {
+		cancel()
+	}
+	if len(t.open) == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+	}
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("gateway: tunnels still open at shutdown: %w", ctx.Err())
+	}
 }
 
 // upstreamError answers 502, or 504 when the upstream timed out.

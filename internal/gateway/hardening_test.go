@@ -130,6 +130,7 @@ func (s *seenUpstream) all() []*http.Request {
 // testGateway is a gateway on a real server in front of upstream.
 type testGateway struct {
 	*httptest.Server
+	gw    *gateway.Gateway
 	audit *fakeAudit
 	reg   *prometheus.Registry
 }
@@ -149,6 +150,7 @@ func startTestGateway(t *testing.T, cfg gateway.Config, specs []route.Spec) *tes
 	if err != nil {
 		t.Fatal(err)
 	}
+	tg.gw = gw
 	tg.Server = httptest.NewServer(gw)
 	t.Cleanup(tg.Close)
 	return tg
@@ -796,6 +798,35 @@ func TestGatewayTunnelEndsWithItsToken(t *testing.T) {
 		return conn, br
 	}
 
+	defer func() {
+		// At shutdown the remaining tunnel is ended and audited before
+		// CloseTunnels returns (http.Server.Shutdown does not wait for it).
+		n := len(tg.audit.all())
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := tg.gw.CloseTunnels(ctx); err != nil {
+			t.Fatalf("CloseTunnels: %v", err)
+		}
+		evs := tg.audit.all()
+		if len(evs) != n+1 || evs[len(evs)-1].Status != http.StatusSwitchingProtocols {
+			t.Errorf("after CloseTunnels: %d new events (%+v), want the open tunnel's, status 101", len(evs)-n, evs[n:])
+		}
+		// A tunnel asked for after closing began is ended at once.
+		conn, err := net.Dial("tcp", tg.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+		_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw.test\r\nAuthorization: "+goodToken+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+		br := bufio.NewReader(conn)
+		if resp, err := http.ReadResponse(br, nil); err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+			_, _ = io.WriteString(conn, "late\n")
+			if line, err := br.ReadString('\n'); err == nil {
+				t.Errorf("a tunnel opened after CloseTunnels carried %q", line)
+			}
+		}
+	}()
 	short, shortR := open(shortToken)
 	long, longR := open(goodToken)
 	// Past the short token's expiry the gateway has closed its tunnel.
