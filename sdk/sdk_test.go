@@ -1041,3 +1041,70 @@ func TestClientAssertion(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// TestTransportNoCredentialsAcrossOrigins: a caller's own http.Client
+// follows a redirect to another origin; the Transport must not put the
+// token (or a proof) on that request. A same-origin redirect keeps them.
+func TestTransportNoCredentialsAcrossOrigins(t *testing.T) {
+	for _, dpopOn := range []bool{false, true} {
+		t.Run(fmt.Sprintf("dpop=%v", dpopOn), func(t *testing.T) {
+			s := newSetup(t, dpopOn, nil)
+			var gotAuth, gotProof atomic.Value
+			other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				gotAuth.Store(r.Header.Get("Authorization"))
+				gotProof.Store(r.Header.Get("DPoP"))
+			}))
+			t.Cleanup(other.Close)
+			// Another origin: the same server reached under another host name.
+			otherURL := strings.Replace(other.URL, "127.0.0.1", "localhost", 1)
+			var sameAuth atomic.Value
+			first := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				switch r.URL.Path {
+				case "/away":
+					http.Redirect(w, r, otherURL+"/landing", http.StatusFound)
+				case "/here":
+					http.Redirect(w, r, "/landed", http.StatusFound)
+				default:
+					sameAuth.Store(r.Header.Get("Authorization"))
+				}
+			}))
+			t.Cleanup(first.Close)
+			hc := &http.Client{Transport: &Transport{Source: s.cfg.TokenSource(context.Background())}}
+			resp, err := hc.Get(first.URL + "/away")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if a, p := gotAuth.Load(), gotProof.Load(); a != "" || p != "" {
+				t.Errorf("the other origin got Authorization %q, DPoP %q; want neither", a, p)
+			}
+			resp, err = hc.Get(first.URL + "/here")
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if a, _ := sameAuth.Load().(string); !strings.HasSuffix(a, " at-1") {
+				t.Errorf("a same-origin redirect got Authorization %q, want the token", a)
+			}
+		})
+	}
+}
+
+// TestTransportRefusesPlainHTTP: an access token is sent only over https,
+// or plain http to a loopback host.
+func TestTransportRefusesPlainHTTP(t *testing.T) {
+	s := newSetup(t, false, nil)
+	base := roundTripFunc(func(*http.Request) (*http.Response, error) {
+		t.Error("the request reached the network")
+		return nil, errors.New("unreachable")
+	})
+	hc := &http.Client{Transport: &Transport{Source: s.cfg.TokenSource(context.Background()), Base: base}}
+	_, err := hc.Get("http://api.example.com/invoices")
+	if err == nil || !strings.Contains(err.Error(), "refusing to send an access token over http") {
+		t.Fatalf("plain http to a remote host: %v", err)
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

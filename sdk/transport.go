@@ -34,14 +34,26 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		closeBody(req.Body)
 		return nil, errors.New("keybound: Transport has no Source")
 	}
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	if first := firstRequest(req); first != req && origin(first.URL) != origin(req.URL) {
+		// A redirect to another origin, followed by an http.Client this
+		// Transport was given to. Go drops an Authorization header the
+		// caller set on such a redirect, but this Transport sets its own
+		// on every round trip: the other origin gets the request without
+		// credentials, never the token.
+		return base.RoundTrip(req)
+	}
+	if req.URL.Scheme != "https" && !isLoopback(req.URL.Hostname()) {
+		closeBody(req.Body)
+		return nil, fmt.Errorf("keybound: refusing to send an access token over %s to %s: use https (plain http is allowed only on a loopback host)", req.URL.Scheme, req.URL.Host)
+	}
 	tok, err := t.Source.TokenContext(req.Context())
 	if err != nil {
 		closeBody(req.Body)
 		return nil, err
-	}
-	base := t.Base
-	if base == nil {
-		base = http.DefaultTransport
 	}
 	if tok.TokenType != TokenTypeDPoP {
 		out := req.Clone(req.Context())
@@ -120,4 +132,14 @@ func targetURI(u *url.URL) string {
 	v.Fragment = ""
 	v.RawFragment = ""
 	return v.String()
+}
+
+// firstRequest follows the redirect chain back from req (http.Client sets
+// Response on each request it builds for a redirect) to the request the
+// caller made.
+func firstRequest(req *http.Request) *http.Request {
+	for req.Response != nil && req.Response.Request != nil {
+		req = req.Response.Request
+	}
+	return req
 }
