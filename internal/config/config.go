@@ -224,10 +224,24 @@ func (c *Config) LoadYAML(b []byte) error {
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
 	// An empty document decodes to io.EOF: it leaves c unchanged.
-	if err := dec.Decode(c); err != nil && !errors.Is(err, io.EOF) {
+	if err := dec.Decode(c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
 		return fmt.Errorf("config: %v", err)
 	}
-	return nil
+	// The decoder reads one document; settings after a "---" would be
+	// ignored without a word (unknown keys included).
+	for {
+		var doc yaml.Node
+		err := dec.Decode(&doc)
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil || len(doc.Content) > 0 && doc.Content[0].Tag != "!!null" {
+			return errors.New("config: the file holds more than one YAML document (a \"---\" line); put every setting in one document")
+		}
+	}
 }
 
 // envVars maps each environment variable to the setting it overrides.
@@ -330,8 +344,29 @@ func (c *Config) Validate() error {
 		}
 	}
 	for i, p := range c.Gateway.TrustedProxies {
-		if _, err := netip.ParsePrefix(p); err != nil {
+		if pp, err := netip.ParsePrefix(p); err != nil {
 			bad(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "must be a CIDR such as 10.0.0.0/8, not %q", p)
+		} else if pp.Bits() == 0 {
+			bad(fmt.Sprintf("gateway.trusted_proxies[%d]", i), "%q would trust every client to forward a client certificate; list only the fronting proxies' addresses", p)
+		}
+	}
+	if c.Gateway.Addr == "" {
+		// Without gateway.addr no gateway runs: settings for it would be
+		// silently ignored, and a deployment that forgot the address
+		// would start with no enforcement and no word about it.
+		for _, set := range []struct {
+			key string
+			on  bool
+		}{
+			{"gateway.routes", len(c.Gateway.Routes) > 0},
+			{"gateway.trusted_proxies", len(c.Gateway.TrustedProxies) > 0},
+			{"gateway.require_client_cert", c.Gateway.RequireClientCert},
+			{"gateway.external_url", c.Gateway.ExternalURL != ""},
+		} {
+			if set.on {
+				bad("gateway.addr", "must be set: %s has no effect without it (the gateway is not running)", set.key)
+				break
+			}
 		}
 	}
 	if c.Gateway.UpstreamTimeout <= 0 {

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keybound/keybound/internal/route"
 )
 
 func TestDefaultIsValid(t *testing.T) {
@@ -38,6 +40,13 @@ func TestLoadYAML(t *testing.T) {
 		}},
 		{name: "unknown key", yaml: "server:\n  adress: x\n", wantErr: "field adress not found"},
 		{name: "wrong type", yaml: "tokens:\n  default_lifetime: [1]\n", wantErr: "cannot unmarshal"},
+		{name: "a second document would be ignored", yaml: "server:\n  addr: 127.0.0.1:9443\n---\ntokens: {allow_static_secrets: false}\n", wantErr: "more than one YAML document"},
+		{name: "a second document with an unknown key", yaml: "server: {}\n---\nbogus: 1\n", wantErr: "more than one YAML document"},
+		{name: "leading and trailing document markers", yaml: "---\nserver:\n  addr: 127.0.0.1:9443\n---\n", check: func(t *testing.T, c Config) {
+			if c.Server.Addr != "127.0.0.1:9443" {
+				t.Errorf("addr = %q", c.Server.Addr)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -228,6 +237,36 @@ gateway:
 				if !strings.Contains(err.Error(), key+":") {
 					t.Errorf("error does not name %s: %v", key, err)
 				}
+			}
+		})
+	}
+}
+
+// TestGatewaySettingsNeedAddr: gateway settings without gateway.addr would
+// be ignored (no gateway runs), so Validate names gateway.addr; a
+// trusted-proxy range of everyone is refused.
+func TestGatewaySettingsNeedAddr(t *testing.T) {
+	tests := []struct {
+		name string
+		set  func(*Config)
+		want string
+	}{
+		{"routes", func(c *Config) {
+			c.Gateway.Routes = []route.Spec{{Name: "r", Path: "/r", Upstream: "http://127.0.0.1:9000", Sensitivity: "internal"}}
+		}, "gateway.addr: must be set: gateway.routes"},
+		{"trusted proxies", func(c *Config) { c.Gateway.TrustedProxies = []string{"10.0.0.0/8"} }, "gateway.addr: must be set: gateway.trusted_proxies"},
+		{"client certificates", func(c *Config) { c.Gateway.RequireClientCert = true }, "gateway.addr: must be set: gateway.require_client_cert"},
+		{"external URL", func(c *Config) { c.Gateway.ExternalURL = "https://api.example.com" }, "gateway.addr: must be set: gateway.external_url"},
+		{"everyone a trusted proxy", func(c *Config) {
+			c.Gateway.Addr, c.Gateway.TrustedProxies = "127.0.0.1:9443", []string{"0.0.0.0/0"}
+		}, "gateway.trusted_proxies[0]: \"0.0.0.0/0\" would trust every client"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := Default()
+			tt.set(&c)
+			if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want it to contain %q", err, tt.want)
 			}
 		})
 	}
