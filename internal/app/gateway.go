@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -199,6 +200,10 @@ func (a *App) ReloadRoutes(_ context.Context) (int, error) {
 	return n, nil
 }
 
+// auditDrainTimeout bounds writing out the queued audit events at
+// shutdown, after the listener's grace; a batch takes milliseconds.
+const auditDrainTimeout = 10 * time.Second
+
 // serveGateway starts the gateway listener; it returns a stop function.
 func (a *App) serveGateway(errc chan<- error) (func(context.Context) error, error) {
 	gp := a.gateway
@@ -220,7 +225,12 @@ func (a *App) serveGateway(errc chan<- error) (func(context.Context) error, erro
 		// connections); end them so their audit events are recorded
 		// before the audit writer closes.
 		terr := gp.gw.CloseTunnels(ctx)
-		aerr := gp.audit.Close(ctx)
+		// The audit drain gets its own budget: a slow request or tunnel
+		// that used up the grace must not make Close give up on the
+		// events of every request that did finish.
+		actx, acancel := context.WithTimeout(context.WithoutCancel(ctx), auditDrainTimeout)
+		aerr := gp.audit.Close(actx)
+		acancel()
 		cancel()
 		var ferr error
 		if gp.jsonl != nil {
