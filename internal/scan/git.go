@@ -81,7 +81,10 @@ func openRepo(ctx context.Context, git, dir string) (*gitRepo, error) {
 func (r *gitRepo) command(ctx context.Context, args ...string) *exec.Cmd {
 	base := []string{"--no-pager", "-c", "core.fsmonitor=false", "-c", "core.quotePath=false", "-C", r.dir}
 	cmd := exec.CommandContext(ctx, r.git, append(base, args...)...)
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "LC_ALL=C")
+	// GIT_NO_LAZY_FETCH: in a partial clone, a missing object is not
+	// fetched from the promisor remote (network I/O through the
+	// repository's own transport settings); the scan reads what is here.
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GIT_OPTIONAL_LOCKS=0", "GIT_NO_LAZY_FETCH=1", "LC_ALL=C")
 	return cmd
 }
 
@@ -237,6 +240,14 @@ func (r *gitRepo) listBlobs(ctx context.Context) ([]historyBlob, error) {
 		blobs = append(blobs, b)
 	}
 	scanErr := sc.Err()
+	if scanErr != nil {
+		// Nothing reads cat-file's output any more: stop both, or rev-list
+		// and cat-file would block on full pipes and Wait never return.
+		cancel()
+		_ = list.Wait()
+		_ = check.Wait()
+		return nil, fmt.Errorf("git cat-file: %w", scanErr)
+	}
 	if err := list.Wait(); err != nil {
 		cancel()
 		_ = check.Wait()

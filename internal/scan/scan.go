@@ -181,7 +181,13 @@ func Scan(ctx context.Context, root string, opt Options) (*Report, error) {
 		s.blobFormat = repo.format
 	}
 	if repo == nil || !repo.bare {
-		if err := s.walk(ctx, root); err != nil {
+		// The root itself may be a symbolic link the user named; WalkDir
+		// would only see the link. Links below it are still not followed.
+		walkRoot := root
+		if resolved, err := filepath.EvalSymlinks(root); err == nil {
+			walkRoot = resolved
+		}
+		if err := s.walk(ctx, walkRoot); err != nil {
 			return nil, err
 		}
 	}
@@ -299,6 +305,22 @@ func (s *scanner) file(ctx context.Context, path, rel string, info fs.FileInfo) 
 // findings adds the secrets in content to the report.
 func (s *scanner) findings(content []byte, rel, commit, blob string) {
 	ms := detect(content)
+	if !s.opt.Candidates {
+		// Candidates not asked for are dropped before the cap, so a file
+		// full of low-entropy matches cannot push a real secret past it.
+		ms = slices.DeleteFunc(ms, func(m match) bool { return m.candidate })
+	} else {
+		// Real secrets first, then candidates, each in file order.
+		slices.SortStableFunc(ms, func(a, b match) int {
+			switch {
+			case a.candidate == b.candidate:
+				return 0
+			case b.candidate:
+				return -1
+			}
+			return 1
+		})
+	}
 	if len(ms) > maxFindingsPerFile {
 		ms = ms[:maxFindingsPerFile]
 		s.skip(rel, blob, fmt.Sprintf("more than %d secrets; only the first %d are listed", maxFindingsPerFile, maxFindingsPerFile))

@@ -414,3 +414,53 @@ func checkSARIF(t *testing.T, b []byte, want int) {
 		}
 	}
 }
+
+// TestScanCandidatesCannotHideASecret: a file with more low-entropy
+// candidate matches than the per-file cap still reports the real secret
+// after them, with or without candidates asked for.
+func TestScanCandidatesCannotHideASecret(t *testing.T) {
+	dir := t.TempDir()
+	var b strings.Builder
+	for i := range maxFindingsPerFile + 5 {
+		b.WriteString("API_KEY=partnerkey" + strings.Repeat("0", 8) + string(rune('a'+i%26)) + "\n")
+	}
+	aws := "AKIA" + randomFrom(t, upperDigits, 16)
+	b.WriteString("aws_access_key_id = " + aws + "\n")
+	write(t, filepath.Join(dir, "generated.env"), b.String())
+	for _, cand := range []bool{false, true} {
+		rep, err := Scan(context.Background(), dir, Options{Candidates: cand})
+		if err != nil {
+			t.Fatal(err)
+		}
+		found := slices.ContainsFunc(rep.Findings, func(f Finding) bool { return f.Rule == "aws-access-key-id" })
+		if !found {
+			t.Errorf("candidates=%v: the AWS key after %d candidate lines was not reported (%d findings)", cand, maxFindingsPerFile+5, len(rep.Findings))
+		}
+	}
+}
+
+// TestScanSymlinkedRoot: a root the user names through a symbolic link is
+// scanned; links below it are still not followed.
+func TestScanSymlinkedRoot(t *testing.T) {
+	dir := t.TempDir()
+	real := filepath.Join(dir, "repo")
+	write(t, filepath.Join(real, "a.env"), "TOKEN="+randomFrom(t, alnum, 24)+"\n")
+	if err := os.Symlink(filepath.Join(dir, "outside"), filepath.Join(real, "out")); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "outside", "b.env"), "TOKEN="+randomFrom(t, alnum, 24)+"\n")
+	link := filepath.Join(dir, "link-to-repo")
+	if err := os.Symlink(real, link); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Scan(context.Background(), link, Options{NoHistory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Files != 1 || len(rep.Findings) != 1 || rep.Findings[0].Path != "a.env" {
+		t.Errorf("scan through a linked root: %d files, findings %+v", rep.Files, rep.Findings)
+	}
+	if !strings.Contains(skippedReason(rep, "out"), "not followed") {
+		t.Errorf("a link below the root was followed: %+v", rep.Skipped)
+	}
+}
