@@ -145,7 +145,15 @@ var catalog = []risk{
 		ev := fmt.Sprintf("%s shared secrets and %s unbound bearer tokens; of %s in %d days, %s rested on static secrets and %s on bearer tokens",
 			plural(s, "active identity uses|active identities use"), plural(b, "uses|use"), plural(int(ov.Authenticated), "authenticated request|authenticated requests"),
 			r.Traffic.Days, pctText(ov.StaticSecretPct), pctText(ov.BearerPct))
-		return ev, s+b > 0 || ov.StaticSecret+ov.Bearer > 0, ""
+		// A route that accepts weaker credentials than its data class is
+		// an authentication weakness in waiting, even before any identity
+		// or request uses it.
+		nt := "gateway routes' accepted credentials (no gateway route table is running)"
+		if r.Routes.Tracked {
+			ev += fmt.Sprintf("; %d of %d gateway routes accept credentials below their data class", r.Routes.Misaligned, len(r.Routes.Routes))
+			nt = ""
+		}
+		return ev, s+b > 0 || ov.StaticSecret+ov.Bearer > 0 || r.Routes.Misaligned > 0, nt
 	}},
 	{"NHI5:2025", "Overprivileged NHI", []string{CSFIdentify, CSFProtect}, func(r *Report) (string, bool, string) {
 		var nt []string
@@ -153,11 +161,10 @@ var catalog = []risk{
 		return a, n > 0, notTrackedText(nt, "unused scopes (no gateway route table)")
 	}},
 	{"NHI6:2025", "Insecure Cloud Deployment Configurations", []string{CSFProtect, CSFIdentify}, func(r *Report) (string, bool, string) {
-		nt := "CI/CD and cloud deployment configurations are outside keybound's view"
-		if !r.Routes.Tracked {
-			return "", false, nt + "; and no gateway route table is running"
-		}
-		return fmt.Sprintf("%d of %d gateway routes accept credentials below their data class", r.Routes.Misaligned, len(r.Routes.Routes)), r.Routes.Misaligned > 0, nt
+		// This risk is about CI/CD pipelines and cloud deployments holding
+		// credentials (and OIDC trust), none of which keybound sees; the
+		// gateway's route policy is counted under NHI4.
+		return "", false, "CI/CD and cloud deployment configurations are outside keybound's view"
 	}},
 	{"NHI7:2025", "Long-Lived Secrets", []string{CSFProtect, CSFGovern}, func(r *Report) (string, bool, string) {
 		var nt []string
