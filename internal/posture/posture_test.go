@@ -2,6 +2,7 @@ package posture
 
 import (
 	"bytes"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -136,5 +137,29 @@ func TestFilter(t *testing.T) {
 	}
 	if !slices.Equal(rep.Identities[0].UnusedScopes, []string{"s"}) {
 		t.Errorf("unused %v", rep.Identities[0].UnusedScopes)
+	}
+}
+
+// TestRouteMisalignmentIsNHI4: a route accepting credentials below its
+// data class needs attention under NHI4 even before any identity or
+// request uses it; NHI6 is not tracked whatever the routes say.
+func TestRouteMisalignmentIsNHI4(t *testing.T) {
+	for _, misaligned := range []int{0, 1} {
+		r := &Report{Routes: RouteAlignment{Tracked: true, Misaligned: misaligned, Routes: make([]RouteCheck, 2)}}
+		risks := risksOf(r)
+		byID := map[string]Risk{}
+		for _, rk := range risks {
+			byID[rk.ID] = rk
+		}
+		nhi4, nhi6 := byID["NHI4:2025"], byID["NHI6:2025"]
+		if got, want := nhi4.Status == StatusAttention, misaligned > 0; got != want {
+			t.Errorf("misaligned=%d: NHI4 status %s", misaligned, nhi4.Status)
+		}
+		if !strings.Contains(nhi4.Evidence, fmt.Sprintf("%d of 2 gateway routes", misaligned)) {
+			t.Errorf("NHI4 evidence %q", nhi4.Evidence)
+		}
+		if nhi6.Status != StatusNotTracked {
+			t.Errorf("misaligned=%d: NHI6 status %s, want not tracked", misaligned, nhi6.Status)
+		}
 	}
 }
