@@ -1,6 +1,8 @@
 package scan
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,8 +25,18 @@ const (
 	// sarifFingerprintKey names the fingerprint in partialFingerprints;
 	// the /v1 suffix lets the algorithm change without matching old runs.
 	sarifFingerprintKey = "secretSha256Prefix/v1"
-	sarifBaseID         = "SRCROOT"
+	// sarifLocationKey names a digest of the finding's path: code scanning
+	// treats results with equal partialFingerprints as one alert, and the
+	// same secret in two files must be removed from both.
+	sarifLocationKey = "secretPathSha256Prefix/v1"
+	sarifBaseID      = "SRCROOT"
 )
+
+// pathDigest is the first 16 hex digits of SHA-256 of path.
+func pathDigest(path string) string {
+	sum := sha256.Sum256([]byte(path))
+	return hex.EncodeToString(sum[:8])
+}
 
 type sarifLog struct {
 	Schema  string     `json:"$schema"`
@@ -33,7 +45,9 @@ type sarifLog struct {
 }
 
 type sarifRun struct {
-	Tool               sarifTool                   `json:"tool"`
+	Tool sarifTool `json:"tool"`
+	// ColumnKind says how startColumn counts: keybound counts runes.
+	ColumnKind         string                      `json:"columnKind"`
 	OriginalURIBaseIDs map[string]sarifArtifactLoc `json:"originalUriBaseIds,omitempty"`
 	Invocations        []sarifInvocation           `json:"invocations"`
 	Results            []sarifResult               `json:"results"`
@@ -130,6 +144,7 @@ func WriteSARIF(w io.Writer, rep *Report) error {
 	}
 	run := sarifRun{
 		Tool:        sarifTool{Driver: sarifDriver{Name: "keybound", InformationURI: "https://github.com/keybound/keybound", Rules: srules}},
+		ColumnKind:  "unicodeCodePoints",
 		Invocations: []sarifInvocation{{ExecutionSuccessful: true}},
 		Results:     []sarifResult{},
 	}
@@ -153,7 +168,7 @@ func WriteSARIF(w io.Writer, rep *Report) error {
 				ArtifactLocation: artifact(f.Path),
 				Region:           &sarifRegion{StartLine: f.Line, StartColumn: f.Column},
 			}}},
-			PartialFingerprints: map[string]string{sarifFingerprintKey: f.Fingerprint},
+			PartialFingerprints: map[string]string{sarifFingerprintKey: f.Fingerprint, sarifLocationKey: pathDigest(f.Path)},
 			Properties:          sarifProperties{Status: f.Status, Fingerprint: f.Fingerprint, Preview: f.Preview, Commit: f.Commit, Identity: f.Identity},
 		})
 	}

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -462,5 +463,45 @@ func TestScanSymlinkedRoot(t *testing.T) {
 	}
 	if !strings.Contains(skippedReason(rep, "out"), "not followed") {
 		t.Errorf("a link below the root was followed: %+v", rep.Skipped)
+	}
+}
+
+// TestSARIFSameSecretTwoFiles: code scanning folds results with equal
+// partialFingerprints into one alert; the same secret in two files must
+// stay two alerts, and columns are declared as counted in code points.
+func TestSARIFSameSecretTwoFiles(t *testing.T) {
+	dir := t.TempDir()
+	secret := "TOKEN=" + randomFrom(t, alnum, 24) + "\n"
+	write(t, filepath.Join(dir, "a.env"), secret)
+	write(t, filepath.Join(dir, "b.env"), secret)
+	rep, err := Scan(context.Background(), dir, Options{NoHistory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if err := WriteSARIF(&out, rep); err != nil {
+		t.Fatal(err)
+	}
+	var log struct {
+		Runs []struct {
+			ColumnKind string `json:"columnKind"`
+			Results    []struct {
+				PartialFingerprints map[string]string `json:"partialFingerprints"`
+			} `json:"results"`
+		} `json:"runs"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &log); err != nil {
+		t.Fatal(err)
+	}
+	run := log.Runs[0]
+	if run.ColumnKind != "unicodeCodePoints" || len(run.Results) != 2 {
+		t.Fatalf("columnKind %q, %d results", run.ColumnKind, len(run.Results))
+	}
+	a, b := run.Results[0].PartialFingerprints, run.Results[1].PartialFingerprints
+	if a[sarifFingerprintKey] != b[sarifFingerprintKey] {
+		t.Error("the same secret has two secret fingerprints")
+	}
+	if maps.Equal(a, b) {
+		t.Errorf("two files share partialFingerprints %v: code scanning would show one alert", a)
 	}
 }
