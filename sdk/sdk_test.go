@@ -1108,3 +1108,47 @@ func TestTransportRefusesPlainHTTP(t *testing.T) {
 type roundTripFunc func(*http.Request) (*http.Response, error)
 
 func (f roundTripFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// panicOnce is a signer whose first Sign panics, as a faulty KMS client
+// might.
+type panicOnce struct {
+	crypto.Signer
+	n atomic.Int32
+}
+
+func (p *panicOnce) Sign(r io.Reader, d []byte, o crypto.SignerOpts) ([]byte, error) {
+	if p.n.Add(1) == 1 {
+		panic("signer exploded")
+	}
+	return p.Signer.Sign(r, d, o)
+}
+
+// TestTokenSourceSurvivesPanickingSigner: a fetch that panics must not
+// leave the token source waiting forever on it; the next Token call makes
+// a fresh request.
+func TestTokenSourceSurvivesPanickingSigner(t *testing.T) {
+	s := newSetup(t, false, nil)
+	s.cfg.Key = &panicOnce{Signer: s.key}
+	ts := s.cfg.TokenSource(context.Background())
+	func() {
+		defer func() {
+			if p := recover(); p != "signer exploded" {
+				t.Errorf("recovered %v, want the signer's panic passed on", p)
+			}
+		}()
+		_, _ = ts.Token()
+	}()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ts.Token()
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Token after the panic: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Token after a panicking fetch never returned")
+	}
+}

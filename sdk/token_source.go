@@ -195,7 +195,7 @@ func (ts *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) 
 		ts.inflight = c
 		ts.mu.Unlock()
 
-		tok, refreshAt, err := ts.fetch(ctx)
+		tok, refreshAt, err := ts.fetchGuarded(ctx, c)
 
 		ts.mu.Lock()
 		switch {
@@ -216,6 +216,27 @@ func (ts *TokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) 
 		t := *tok
 		return &t, nil
 	}
+}
+
+// errFetchPanicked is what callers waiting on a fetch get when the fetch
+// panicked (a Key whose Sign panics, say).
+var errFetchPanicked = errors.New("keybound: the token request panicked")
+
+// fetchGuarded is fetch, but if fetch panics it first releases the
+// in-flight slot c, so waiting and later callers get an error instead of
+// waiting forever on a fetch that will never finish; the panic goes on.
+func (ts *TokenSource) fetchGuarded(ctx context.Context, c *fetchCall) (tok *oauth2.Token, refreshAt time.Time, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ts.mu.Lock()
+			c.err = errFetchPanicked
+			ts.inflight = nil
+			ts.mu.Unlock()
+			close(c.done)
+			panic(p)
+		}
+	}()
+	return ts.fetch(ctx)
 }
 
 // String describes ts without its token, so that printing or logging a
