@@ -45,10 +45,14 @@ func (a *App) sweepLoop(ctx context.Context) {
 
 // sweep runs every task once. A failing task is logged and does not stop
 // the others; it is retried on the next sweep.
+//
+// Each task is given the time it starts, not the sweep's: tasks take real
+// time (a webhook delivery up to its timeout), and one that leases work to
+// this node for a while must count from when it runs, or another node
+// would find the lease already over.
 func (a *App) sweep(ctx context.Context) {
-	now := time.Now()
 	for _, t := range a.sweeps {
-		if err := t.run(ctx, now); err != nil && ctx.Err() == nil {
+		if err := t.run(ctx, time.Now()); err != nil && ctx.Err() == nil {
 			a.log.Error("governance sweep task failed", "task", t.name, "error", err)
 		}
 	}

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"slices"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 )
 
 // Governance configures the lifecycle rules keybound enforces on its own:
@@ -35,13 +37,61 @@ type Governance struct {
 type Reviews struct {
 	// Intervals maps an environment (prod, staging, ...) to how often its
 	// identities are reviewed; the key "default" applies to every other
-	// environment.
-	Intervals map[string]time.Duration `yaml:"intervals"`
+	// environment. In a file, the intervals listed replace the built-in
+	// ones (ReviewIntervals.UnmarshalYAML).
+	Intervals ReviewIntervals `yaml:"intervals"`
 	// Grace is how long a review may be overdue before AutoSuspend acts.
 	Grace time.Duration `yaml:"grace"`
 	// AutoSuspend suspends an identity whose review is overdue by more than
 	// Grace.
 	AutoSuspend bool `yaml:"auto_suspend"`
+}
+
+// ReviewIntervals maps an environment to its review interval, with the
+// key "default" for environments not named.
+type ReviewIntervals map[string]time.Duration
+
+// DefaultReviewInterval is the "default" review interval when the
+// configuration names none: 180 days.
+const DefaultReviewInterval = 180 * 24 * time.Hour
+
+// UnmarshalYAML makes the intervals a file lists replace the built-in ones
+// rather than merge into them (yaml.v3 decodes a map into the one already
+// there, so `intervals: {default: 720h}` would otherwise leave the
+// built-in prod entry in force, and no file could remove an entry). A file
+// that names no "default" keeps DefaultReviewInterval for the environments
+// it leaves out. An entry without a value is refused rather than read as
+// removing the environment: `prod:` with its duration forgotten would then
+// put prod on the default schedule without a word. An environment on the
+// default schedule is one the file leaves out.
+func (r *ReviewIntervals) UnmarshalYAML(n *yaml.Node) error {
+	var listed map[string]*time.Duration
+	if err := n.Decode(&listed); err != nil {
+		return err
+	}
+	out := make(ReviewIntervals, len(listed)+1)
+	for _, env := range slices.Sorted(maps.Keys(listed)) {
+		d := listed[env]
+		if d == nil {
+			return fmt.Errorf("line %d: governance.reviews.intervals.%s has no interval; give a duration such as 2160h, or leave %s out to review it every \"default\" interval", keyLine(n, env), env, env)
+		}
+		out[env] = *d
+	}
+	if _, ok := out["default"]; !ok {
+		out["default"] = DefaultReviewInterval
+	}
+	*r = out
+	return nil
+}
+
+// keyLine returns the line of key in the mapping n, or n's own line.
+func keyLine(n *yaml.Node, key string) int {
+	for i := 0; n.Kind == yaml.MappingNode && i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i].Line
+		}
+	}
+	return n.Line
 }
 
 // Notify configures expiry warnings.
@@ -84,7 +134,7 @@ func defaultGovernance() Governance {
 		RotationOverlap:    24 * time.Hour,
 		MaxRotationOverlap: 30 * 24 * time.Hour,
 		Reviews: Reviews{
-			Intervals: map[string]time.Duration{"prod": 90 * 24 * time.Hour, "default": 180 * 24 * time.Hour},
+			Intervals: ReviewIntervals{"prod": 90 * 24 * time.Hour, "default": DefaultReviewInterval},
 			Grace:     14 * 24 * time.Hour,
 		},
 		Notify: Notify{

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -49,18 +50,43 @@ func TestGovernanceValidation(t *testing.T) {
 	}
 }
 
-func TestGovernanceYAMLKeepsDefaultIntervals(t *testing.T) {
+// TestGovernanceYAMLIntervalsReplaceDefaults: the review intervals a file
+// lists are the ones in force, not merged into the built-in ones; only a
+// missing "default" keeps the built-in one.
+func TestGovernanceYAMLIntervalsReplaceDefaults(t *testing.T) {
+	day := 24 * time.Hour
+	for _, tc := range []struct {
+		name, intervals string
+		want            ReviewIntervals
+	}{
+		{"default only", "{default: 720h}", ReviewIntervals{"default": 30 * day}},
+		{"no default keeps the built-in one", "{prod: 720h, staging: 2160h}", ReviewIntervals{"prod": 30 * day, "staging": 90 * day, "default": 180 * day}},
+		{"empty", "{}", ReviewIntervals{"default": 180 * day}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Default()
+			if err := c.LoadYAML([]byte("governance:\n  reviews:\n    intervals: " + tc.intervals + "\n    auto_suspend: true\n")); err != nil {
+				t.Fatal(err)
+			}
+			if r := c.Governance.Reviews; !maps.Equal(r.Intervals, tc.want) || !r.AutoSuspend {
+				t.Errorf("reviews after YAML: %+v, want intervals %v", r, tc.want)
+			}
+			if err := c.Validate(); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+	for _, doc := range []string{
+		"governance:\n  reviews:\n    intervals:\n      default: 720h\n      prod: ~\n",
+		"governance:\n  reviews:\n    intervals:\n      default: 720h\n      prod:\n",
+	} {
+		c := Default()
+		err := c.LoadYAML([]byte(doc))
+		if err == nil || !strings.Contains(err.Error(), "line 5: governance.reviews.intervals.prod has no interval") || !strings.Contains(err.Error(), "leave prod out") {
+			t.Errorf("an interval without a value: %v", err)
+		}
+	}
 	c := Default()
-	if err := c.LoadYAML([]byte("governance:\n  reviews:\n    intervals: {prod: 720h, staging: 2160h}\n    auto_suspend: true\n")); err != nil {
-		t.Fatal(err)
-	}
-	r := c.Governance.Reviews
-	if r.Intervals["prod"] != 30*24*time.Hour || r.Intervals["staging"] != 90*24*time.Hour || r.Intervals["default"] != 180*24*time.Hour || !r.AutoSuspend {
-		t.Errorf("reviews after YAML: %+v", r)
-	}
-	if err := c.Validate(); err != nil {
-		t.Fatal(err)
-	}
 	if err := c.LoadYAML([]byte("governance:\n  rotation_overlaps: 1h\n")); err == nil || !strings.Contains(err.Error(), "rotation_overlaps") {
 		t.Errorf("unknown governance key: %v", err)
 	}

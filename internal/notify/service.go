@@ -69,6 +69,16 @@ type Service struct {
 	OpLog *slog.Logger
 	// rnd jitters the backoff; nil: math/rand/v2.
 	rnd func() float64
+	// clock is the current time, which claims are leased from; nil:
+	// time.Now. Tests step it to stand for slow deliveries.
+	clock func() time.Time
+}
+
+func (s *Service) clockNow() time.Time {
+	if s.clock != nil {
+		return s.clock()
+	}
+	return time.Now()
 }
 
 // Sweep creates the warnings due at now and attempts the deliveries due.
@@ -169,18 +179,22 @@ func (s *Service) deliverDue(ctx context.Context, now time.Time) error {
 		return fmt.Errorf("notify: list due deliveries: %w", err)
 	}
 	var errs []error
-	// now is when the sweep began, and deliveries take real time: each
-	// claim's lease counts from the time actually spent, or a claim made
-	// after slow deliveries would already have lapsed and another node
-	// could send the same warning at once. One sweep spends at most one
-	// lease delivering; the rest wait for the next sweep.
-	began := time.Now()
+	// Other nodes judge a claim by their own clock, so each claim's lease
+	// counts from the current time, not from now: deliveries take real
+	// time, and now may be older still (the sweep's start, or a caller's
+	// stale instant). A claim that ended before it was made would let
+	// another node send the same warning at once. now+spent keeps leases
+	// in order when now is ahead of the clock (tests step it forward). One
+	// sweep spends at most one lease delivering; the rest wait for the
+	// next sweep.
+	began := s.clockNow()
 	for _, n := range due {
-		spent := time.Since(began)
+		current := s.clockNow()
+		spent := current.Sub(began)
 		if ctx.Err() != nil || spent > s.lease() {
 			break
 		}
-		until := now.Add(spent + s.lease())
+		until := later(now.Add(spent), current).Add(s.lease())
 		ok, err := s.Store.ClaimNotification(ctx, n.ID, n.NextAttemptAt, until)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("notify: claim %s: %w", n.ID, err))
@@ -201,6 +215,14 @@ func (s *Service) deliverDue(ctx context.Context, now time.Time) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // attempt delivers the claimed n once and records the outcome. It reports

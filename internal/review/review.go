@@ -144,6 +144,9 @@ type Store interface {
 	ListOwners(ctx context.Context) ([]store.Owner, error)
 	GetOwner(ctx context.Context, name string) (store.Owner, error)
 	LatestReviews(ctx context.Context) ([]store.Review, error)
+	// ListReviews is one identity's history, newest first: the sweep reads
+	// it again just before suspending the identity.
+	ListReviews(ctx context.Context, clientID string, limit int) ([]store.Review, error)
 	AppendReview(ctx context.Context, r store.Review, clientUpdatedAt time.Time, ev store.AdminEvent) error
 }
 
@@ -436,15 +439,23 @@ func (s *Service) Attest(ctx context.Context, actor, id string, a Attestation) (
 // suspended identity is left alone, and one attested since is current
 // again. It returns the identities it suspended; a failure to suspend one
 // does not stop the others and is returned joined.
+//
+// The inventory read at the start only picks candidates: each is read
+// again just before it is suspended (suspendLapsed), because its owner may
+// attest while the sweep works through the others, and an attestation does
+// not change the identity's registration, so the inventory's own
+// concurrency check would not notice it. Sweeps running at once, on
+// several nodes, suspend each identity once and report no failure.
 func (s *Service) Sweep(ctx context.Context, now time.Time) ([]string, error) {
 	if !s.Policy.AutoSuspend {
 		return nil, nil
 	}
+	now = now.UTC()
 	cs, err := s.Store.ListClients(ctx, store.ClientFilter{Status: identity.StatusActive})
 	if err != nil {
 		return nil, fmt.Errorf("review: %w", err)
 	}
-	items, err := s.Evaluate(ctx, cs, now.UTC())
+	items, err := s.Evaluate(ctx, cs, now)
 	if err != nil {
 		return nil, err
 	}
@@ -453,17 +464,90 @@ func (s *Service) Sweep(ctx context.Context, now time.Time) ([]string, error) {
 		errs []error
 	)
 	for _, it := range items {
-		if it.State != StateLapsed || it.Client.Status != identity.StatusActive || (s.Exempt != nil && s.Exempt(it.Client)) {
+		if it.State != StateLapsed || !s.suspendable(it.Client) {
 			continue
 		}
-		reason := fmt.Sprintf("access review overdue since %s and not attested within the grace period (ended %s): the owner attests with `keybound review attest`, then an operator resumes it",
-			it.DueAt.Format(time.RFC3339), it.LapsesAt.Format(time.RFC3339))
-		if _, err := s.Inventory.Suspend(ctx, Actor, it.Client.ID, reason); err != nil {
+		suspended, err := s.suspendLapsed(ctx, it.Client.ID, now)
+		if err != nil {
 			errs = append(errs, fmt.Errorf("review: suspend %s: %w", it.Client.ID, err))
 			continue
 		}
-		done = append(done, it.Client.ID)
+		if suspended {
+			done = append(done, it.Client.ID)
+		}
 	}
 	slices.Sort(done)
 	return done, errors.Join(errs...)
+}
+
+// maxSuspendAttempts bounds how often suspendLapsed tries again when the
+// identity changes between the inventory's read and its write.
+const maxSuspendAttempts = 3
+
+// suspendable reports whether auto-suspension may act on c at all.
+func (s *Service) suspendable(c *identity.Client) bool {
+	return c.Status == identity.StatusActive && (s.Exempt == nil || !s.Exempt(c))
+}
+
+// suspendLapsed suspends identity id if, read again now, it is still
+// active, not exempt and lapsed at now, and reports whether it did.
+//
+// Finding it no longer so is not a failure: its owner attested it, or
+// another node's sweep (or an operator) suspended or revoked it first. A
+// suspension that loses a race to another write (store.ErrStale) is
+// decided again from a fresh read; one refused for another reason is a
+// failure only while the identity still reads as active and lapsed.
+func (s *Service) suspendLapsed(ctx context.Context, id string, now time.Time) (bool, error) {
+	for attempt := 1; ; attempt++ {
+		sch, lapsed, err := s.lapsed(ctx, id, now)
+		if err != nil || !lapsed {
+			return false, err
+		}
+		reason := fmt.Sprintf("access review overdue since %s and not attested within the grace period (ended %s): the owner attests with `keybound review attest`, then an operator resumes it",
+			sch.DueAt.Format(time.RFC3339), sch.LapsesAt.Format(time.RFC3339))
+		_, err = s.Inventory.Suspend(ctx, Actor, id, reason)
+		switch {
+		case err == nil:
+			return true, nil
+		case errors.Is(err, store.ErrStale) && attempt < maxSuspendAttempts:
+			continue
+		}
+		// Refused, say with inventory.ErrTransition because another
+		// sweep suspended it between the read above and the inventory's.
+		if _, lapsed, rerr := s.lapsed(ctx, id, now); rerr == nil && !lapsed {
+			return false, nil
+		}
+		return false, err
+	}
+}
+
+// lapsed reads identity id and its latest reviews from the store, not
+// from anything read earlier, and reports whether auto-suspension should
+// act on it at now, with its schedule. An identity gone from the store
+// has nothing to suspend.
+func (s *Service) lapsed(ctx context.Context, id string, now time.Time) (Schedule, bool, error) {
+	c, err := s.Store.GetClient(ctx, id)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return Schedule{}, false, nil
+	case err != nil:
+		return Schedule{}, false, err
+	case !s.suspendable(c):
+		return Schedule{}, false, nil
+	}
+	rs, err := s.Store.ListReviews(ctx, id, 0)
+	if err != nil {
+		return Schedule{}, false, err
+	}
+	var attested, transferred *store.Review
+	for i := range rs { // newest first: the first of each kind is its latest
+		switch r := &rs[i]; {
+		case r.Kind == store.ReviewAttest && attested == nil:
+			attested = r
+		case r.Kind == store.ReviewTransfer && transferred == nil:
+			transferred = r
+		}
+	}
+	sch, ok := s.Policy.ScheduleOf(c, attested, transferred, now)
+	return sch, ok && sch.State == StateLapsed, nil
 }
