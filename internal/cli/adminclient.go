@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -96,7 +97,7 @@ func (a *adminAPI) send(ctx context.Context, method, path string, in, out any) (
 	if err != nil {
 		var se *sdk.Error
 		if errors.As(err, &se) {
-			return nil, fmt.Errorf("the admin identity could not get a token: %s: %s", se.Code, se.Description)
+			return nil, fmt.Errorf("the admin identity could not get a token: %s", tokenErrorText(se))
 		}
 		return nil, fmt.Errorf("cannot reach keybound at %s (is `keybound serve` running?): %w", a.base, err)
 	}
@@ -118,6 +119,19 @@ func (a *adminAPI) send(ctx context.Context, method, path string, in, out any) (
 	return nil, json.Unmarshal(b, out)
 }
 
+// tokenErrorText is a token endpoint's refusal on one line. A proxy's 502
+// has no OAuth error body, so the HTTP status is all there is to say.
+func tokenErrorText(se *sdk.Error) string {
+	msg := se.Code
+	if msg == "" {
+		msg = strings.TrimSpace(fmt.Sprintf("HTTP %d %s", se.StatusCode, http.StatusText(se.StatusCode)))
+	}
+	if se.Description != "" {
+		msg += ": " + se.Description
+	}
+	return msg
+}
+
 // problemText is a problem on one line: title, detail, then each field
 // error in parentheses.
 func problemText(pd *problem.Details) string {
@@ -133,6 +147,56 @@ func problemText(pd *problem.Details) string {
 		msg += " (" + strings.Join(fields, "; ") + ")"
 	}
 	return msg
+}
+
+// descriptor is the data directory's server descriptor, or nil when it has
+// none: commands that act as a machine client work without one, given the
+// server's URL.
+func (g *globals) descriptor() *app.AdminDescriptor {
+	d, err := app.LoadAdmin(g.dataDir)
+	if err != nil {
+		return nil
+	}
+	return d
+}
+
+// issuerOf and tokenEndpointOf name the data directory's server, for
+// localServer.
+func issuerOf(d *app.AdminDescriptor) string        { return d.Issuer }
+func tokenEndpointOf(d *app.AdminDescriptor) string { return d.TokenEndpoint }
+
+// localServer picks the server URL and CA file of a command that acts as a
+// machine client. An empty serverURL becomes the data directory's own
+// server, own(d). The data directory's CA signs only that server's
+// certificate, so it is the default CA for that server alone: made the only
+// root for a server the user named (a production issuer with a publicly
+// trusted certificate) it failed every handshake with "unknown authority".
+// Any other server is verified against the system roots unless caFile names
+// a CA. d is nil when the data directory has no descriptor.
+func localServer(d *app.AdminDescriptor, serverURL, caFile string, own func(*app.AdminDescriptor) string) (string, string) {
+	if d == nil {
+		return serverURL, caFile
+	}
+	local := own(d)
+	if serverURL == "" {
+		serverURL = local
+	}
+	if caFile == "" && local != "" && sameURL(serverURL, local) {
+		caFile = d.CAFile
+	}
+	return serverURL, caFile
+}
+
+// sameURL reports whether a and b name the same endpoint: scheme and host
+// compare without case, and a trailing slash does not count.
+func sameURL(a, b string) bool {
+	ua, errA := url.Parse(a)
+	ub, errB := url.Parse(b)
+	if errA != nil || errB != nil {
+		return false
+	}
+	return strings.EqualFold(ua.Scheme, ub.Scheme) && strings.EqualFold(ua.Host, ub.Host) &&
+		strings.TrimSuffix(ua.Path, "/") == strings.TrimSuffix(ub.Path, "/")
 }
 
 // clientTLS is the TLS configuration of a command that acts as a machine

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"os"
@@ -89,13 +90,24 @@ func newCertIssueCmd(g *globals) *cobra.Command {
 }
 
 func newCertEnrollCmd(g *globals) *cobra.Command {
-	var issuer, caFile, keyFile, kid, clientID, joinToken, csrFile, outFile, out string
+	var issuer, caFile, keyFile, kid, clientID, joinToken, joinTokenFile, csrFile, outFile, out string
 	var lifetime time.Duration
 	cmd := &cobra.Command{
 		Use:   "enroll",
 		Short: "Get a certificate for this workload's key with a join token or private_key_jwt",
+		Long: `enroll makes a CSR for --key and has keybound certify it, proving the
+workload's right to the identity with a one-time join token or, with
+--client-id, a private_key_jwt assertion signed by --key.
+
+The join token comes from --join-token-file (a file, or - for stdin), from
+the environment variable ` + joinTokenEnv + ` when neither join token flag nor
+--client-id is given, or from --join-token. Prefer the first two: a command
+line argument is visible to every user of the machine in the process list
+and stays in the shell's history.`,
 		Example: `  keybound keygen --key svc.key
-  keybound cert enroll --key svc.key --join-token "$JOIN_TOKEN" --out svc.pem
+  keybound cert enroll --key svc.key --join-token-file join.token --out svc.pem
+  printf '%s\n' "$JOIN_TOKEN" | keybound cert enroll --key svc.key --join-token-file - --out svc.pem
+  ` + joinTokenEnv + `="$JOIN_TOKEN" keybound cert enroll --key svc.key --out svc.pem
   keybound cert enroll --key svc.key --client-id kb-... --out svc.pem   # key registered for private_key_jwt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -105,8 +117,14 @@ func newCertEnrollCmd(g *globals) *cobra.Command {
 			if keyFile == "" || outFile == "" {
 				return usageError{errors.New("--key and --out are required")}
 			}
+			if kid != "" && clientID == "" {
+				return usageError{errors.New("--kid goes with --client-id: it names the key that signs the assertion, and a join token needs none")}
+			}
+			if err := joinTokenSource(cmd, clientID, joinTokenFile, &joinToken); err != nil {
+				return err
+			}
 			if (joinToken == "") == (clientID == "") {
-				return usageError{errors.New("give exactly one of --join-token or --client-id (private_key_jwt with --key)")}
+				return usageError{errors.New("give exactly one of a join token (--join-token-file, " + joinTokenEnv + " or --join-token) or --client-id (private_key_jwt with --key)")}
 			}
 			secs, err := lifetimeSeconds(lifetime)
 			if err != nil {
@@ -142,15 +160,79 @@ func newCertEnrollCmd(g *globals) *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&keyFile, "key", "", "the workload's private key (PEM or JWK); certified, and signs the assertion with --client-id (required)")
 	f.StringVar(&outFile, "out", "", "where to write the certificate chain, PEM (required)")
-	f.StringVar(&joinToken, "join-token", "", "one-time join token from `keybound cert join-token`")
+	f.StringVar(&joinTokenFile, "join-token-file", "", "read the one-time join token (from keybound cert join-token) from `FILE`; - reads stdin")
+	f.StringVar(&joinToken, "join-token", "", "the one-time join token itself; visible in the process list, so prefer --join-token-file or "+joinTokenEnv)
 	f.StringVar(&clientID, "client-id", "", "enroll with private_key_jwt as this client, signing with --key")
-	f.StringVar(&kid, "kid", "", "key id of --key in the registered JWK Set (default: its thumbprint)")
+	f.StringVar(&kid, "kid", "", "key id of --key in the registered JWK Set, with --client-id (default: its thumbprint)")
 	f.StringVar(&csrFile, "csr", "", "send this CSR instead of making one from --key")
 	f.DurationVar(&lifetime, "lifetime", 0, "certificate lifetime, e.g. 1h (default: the server's)")
 	f.StringVar(&issuer, "issuer", "", "issuer URL (default: the data directory's server)")
-	f.StringVar(&caFile, "cacert", "", "CA certificate of the server (default: the data directory's CA)")
+	f.StringVar(&caFile, "cacert", "", "CA certificate of the server (default: the data directory's CA for its own server, else the system roots)")
 	outputFlag(cmd, &out)
 	return cmd
+}
+
+// joinTokenEnv holds the join token when no flag names one: unlike a
+// command line argument, a process's environment is readable only by its
+// own user.
+const joinTokenEnv = "KEYBOUND_JOIN_TOKEN"
+
+// joinTokenSlack is room for the line ending a file or `echo` adds after the
+// token.
+const joinTokenSlack = 2
+
+// joinTokenSource sets *token from the one source the user gave: the
+// --join-token flag (already in *token), --join-token-file, or, when neither
+// flag nor --client-id is given, the environment. Two flags are refused
+// rather than one silently winning.
+func joinTokenSource(cmd *cobra.Command, clientID, file string, token *string) error {
+	flag, fromFile := cmd.Flags().Changed("join-token"), cmd.Flags().Changed("join-token-file")
+	switch {
+	case flag && fromFile:
+		return usageError{errors.New("give the join token once: --join-token or --join-token-file, not both")}
+	case fromFile:
+		t, err := readJoinToken(cmd, file)
+		if err != nil {
+			return err
+		}
+		*token = t
+	case !flag && clientID == "":
+		*token = strings.TrimSpace(os.Getenv(joinTokenEnv))
+	}
+	return nil
+}
+
+// readJoinToken reads a join token from file ("-": stdin), bounded by the
+// largest token the server accepts, so that a wrong file name (a log, a
+// device) is refused instead of read whole.
+func readJoinToken(cmd *cobra.Command, file string) (string, error) {
+	if file == "" {
+		return "", usageError{errors.New("--join-token-file needs a file name, or - for stdin")}
+	}
+	name, r := file, io.Reader(cmd.InOrStdin())
+	if file == "-" {
+		name = "stdin"
+	} else {
+		f, err := os.Open(file)
+		if err != nil {
+			return "", fmt.Errorf("--join-token-file: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	const max = workload.MaxJoinTokenBytes + joinTokenSlack
+	b, err := io.ReadAll(io.LimitReader(r, max+1))
+	if err != nil {
+		return "", fmt.Errorf("--join-token-file: reading %s: %w", name, err)
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case len(b) > max || len(tok) > workload.MaxJoinTokenBytes:
+		return "", fmt.Errorf("--join-token-file: %s holds more than a join token (at most %d bytes)", name, workload.MaxJoinTokenBytes)
+	case tok == "":
+		return "", fmt.Errorf("--join-token-file: %s is empty", name)
+	}
+	return tok, nil
 }
 
 func newCertRenewCmd(g *globals) *cobra.Command {
@@ -202,7 +284,7 @@ func newCertRenewCmd(g *globals) *cobra.Command {
 	f.StringVar(&csrFile, "csr", "", "send this CSR (e.g. for a new key) instead of one for --key")
 	f.DurationVar(&lifetime, "lifetime", 0, "certificate lifetime, e.g. 1h (default: the server's)")
 	f.StringVar(&issuer, "issuer", "", "issuer URL (default: the data directory's server)")
-	f.StringVar(&caFile, "cacert", "", "CA certificate of the server (default: the data directory's CA)")
+	f.StringVar(&caFile, "cacert", "", "CA certificate of the server (default: the data directory's CA for its own server, else the system roots)")
 	outputFlag(cmd, &out)
 	return cmd
 }
@@ -283,8 +365,8 @@ func newCertJoinTokenCmd(g *globals) *cobra.Command {
 		Use:   "join-token",
 		Short: "Create a one-time join token that lets a workload enroll as an identity",
 		Example: `  keybound cert join-token --client kb-... --lifetime 15m
-  # on the workload:
-  keybound cert enroll --key svc.key --join-token TOKEN --out svc.pem`,
+  # hand the token to the workload, which reads it from a file or stdin:
+  keybound cert enroll --key svc.key --join-token-file join.token --out svc.pem`,
 		Args: cobra.NoArgs,
 		RunE: withAdminChecked(g, &out, func() error {
 			if clientID == "" {
@@ -335,14 +417,10 @@ func csrFor(key crypto.Signer, csrFile string) ([]byte, error) {
 }
 
 // workloadHTTP is a plain HTTPS client for the workload endpoints, trusting
-// the server's CA and presenting certs, with the issuer to call.
+// the server's CA (see localServer) and presenting certs, with the issuer to
+// call.
 func workloadHTTP(g *globals, issuer, caFile string, certs []tls.Certificate) (*http.Client, string, error) {
-	if issuer == "" || caFile == "" {
-		if d, err := app.LoadAdmin(g.dataDir); err == nil {
-			issuer = orElse(issuer, d.Issuer)
-			caFile = orElse(caFile, d.CAFile)
-		}
-	}
+	issuer, caFile = localServer(g.descriptor(), issuer, caFile, issuerOf)
 	if issuer == "" {
 		return nil, "", usageError{errors.New("--issuer is required when the data directory has no server descriptor")}
 	}

@@ -137,6 +137,7 @@ func TestCert(t *testing.T) {
 }
 
 func TestCertUsage(t *testing.T) {
+	t.Setenv("KEYBOUND_JOIN_TOKEN", "") // a join token from the environment would complete enroll's flags
 	for _, args := range [][]string{
 		{"cert", "issue"},
 		{"cert", "issue", "--client", "x", "--csr", "f"},
@@ -151,4 +152,73 @@ func TestCertUsage(t *testing.T) {
 	} {
 		checkFailure(t, run(t, args...), 2)
 	}
+	checkFailure(t, run(t, "cert", "enroll", "--key", "k", "--out", "o", "--join-token", "t", "--join-token-file", "f"), 2, "--join-token or --join-token-file, not both")
+	checkFailure(t, run(t, "cert", "enroll", "--key", "k", "--out", "o", "--join-token-file", ""), 2, "--join-token-file needs a file name")
+}
+
+// TestCertEnrollJoinTokenSources: the join token can stay off the command
+// line, read from a file, stdin or the environment. Not parallel: it sets
+// the environment and stdin.
+func TestCertEnrollJoinTokenSources(t *testing.T) {
+	s := startServer(t)
+	dir := t.TempDir()
+	key, jwks := keygen(t, dir, "svc")
+	id := decodeJSON[clientView](t, s.cliOK(t, "client", "create", "--name", "enroll-sources", "--owner", "team-billing@example.com",
+		"--purpose", "join token sources", "--environment", "prod", "--expires-in", "30d", "--scope", "a",
+		"--jwks-file", jwks, "--mtls-bound", "-o", "json")).ClientID
+	joinToken := func() string { return strings.TrimSpace(s.cliOK(t, "cert", "join-token", "--client", id)) }
+	enrolled := func(r result) {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("enroll: %s", r)
+		}
+		if c := decodeJSON[certJSON](t, r.stdout); c.ClientID != id {
+			t.Errorf("enrolled %+v", c)
+		}
+	}
+	out := func(name string) string { return filepath.Join(dir, name+".pem") }
+
+	t.Run("file", func(t *testing.T) {
+		f := filepath.Join(dir, "join.token")
+		writeFile(t, f, joinToken()+"\n")
+		enrolled(s.cli(t, "cert", "enroll", "--key", key, "--join-token-file", f, "--out", out("file"), "-o", "json"))
+	})
+	t.Run("stdin", func(t *testing.T) {
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		if _, err := w.WriteString(joinToken() + "\r\n"); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		stdin := os.Stdin
+		os.Stdin = r
+		defer func() { os.Stdin = stdin }()
+		enrolled(s.cli(t, "cert", "enroll", "--key", key, "--join-token-file", "-", "--out", out("stdin"), "-o", "json"))
+	})
+	t.Run("environment", func(t *testing.T) {
+		t.Setenv("KEYBOUND_JOIN_TOKEN", joinToken())
+		enrolled(s.cli(t, "cert", "enroll", "--key", key, "--out", out("env"), "-o", "json"))
+		// --kid goes with --client-id only, whatever the token's source.
+		checkFailure(t, s.cli(t, "cert", "enroll", "--key", key, "--kid", "k1", "--out", out("kid")), 2, "--kid")
+	})
+	t.Run("environment does not override --client-id", func(t *testing.T) {
+		tok := joinToken()
+		t.Setenv("KEYBOUND_JOIN_TOKEN", tok)
+		if r := s.cli(t, "cert", "enroll", "--key", key, "--client-id", id, "--out", out("pkjwt"), "-o", "json"); r.code != 0 {
+			t.Fatalf("enroll with --client-id and the environment set: %s", r)
+		}
+		// The token in the environment was not spent.
+		enrolled(s.cli(t, "cert", "enroll", "--key", key, "--out", out("env2"), "-o", "json"))
+	})
+	t.Run("bad files", func(t *testing.T) {
+		big, empty := filepath.Join(dir, "big.token"), filepath.Join(dir, "empty.token")
+		writeFile(t, big, strings.Repeat("k", 4096))
+		writeFile(t, empty, " \n")
+		checkFailure(t, s.cli(t, "cert", "enroll", "--key", key, "--join-token-file", big, "--out", out("big")), 1, "big.token", "at most 128 bytes")
+		checkFailure(t, s.cli(t, "cert", "enroll", "--key", key, "--join-token-file", empty, "--out", out("empty")), 1, "empty.token", "empty")
+		checkFailure(t, s.cli(t, "cert", "enroll", "--key", key, "--join-token-file", filepath.Join(dir, "none"), "--out", out("none")), 1, "--join-token-file", "none")
+	})
 }

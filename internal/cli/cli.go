@@ -75,14 +75,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		newNotifyCmd(g),
 		newRequestCmd(g),
 	)
-	// Group commands (client, keys) have no action of their own; cobra would
-	// answer an unknown subcommand with help and exit 0. Refuse it instead.
-	for _, c := range root.Commands() {
-		if !c.Runnable() && c.HasSubCommands() {
-			c.Args = cobra.NoArgs
-			c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
-		}
-	}
+	// cobra adds these at Execute; add them now so markUsageErrors sees them.
+	root.InitDefaultHelpCmd()
+	root.InitDefaultCompletionCmd(args...)
+	markUsageErrors(root)
 	err := root.ExecuteContext(ctx)
 	if err == nil {
 		return exitOK
@@ -90,10 +86,54 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	// sdk errors already start "keybound: "; say the name once.
 	fmt.Fprintln(stderr, "keybound: "+strings.TrimPrefix(oneLine(err.Error()), "keybound: "))
 	var ue usageError
-	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command") || strings.Contains(err.Error(), "accepts ") || strings.Contains(err.Error(), "required flag") {
+	if errors.As(err, &ue) {
 		return exitUsage
 	}
 	return exitError
+}
+
+// markUsageErrors walks the command tree below c and makes every error of
+// argument validation a usageError, so that Main tells a usage error (exit 2)
+// from a failure (exit 1) by its type. Matching cobra's wording instead
+// ("accepts 1 arg(s)") also caught server refusals that say "accepts".
+// Flag errors are marked by the root's FlagErrorFunc.
+//
+// A group (client, keys, ...) has no action of its own; cobra would answer an
+// unknown subcommand with help and exit 0, and at the root it reports one
+// before any Args runs. Each group refuses stray arguments instead and prints
+// its help when called alone.
+func markUsageErrors(c *cobra.Command) {
+	if !c.Runnable() && c.HasSubCommands() {
+		c.Args = noSubcommand
+		c.RunE = func(cmd *cobra.Command, _ []string) error { return cmd.Help() }
+	}
+	if validate := c.Args; validate != nil {
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := validate(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		markUsageErrors(sub)
+	}
+}
+
+// noSubcommand is the Args of a group: an argument there is a mistyped
+// subcommand, named with cobra's suggestions.
+func noSubcommand(cmd *cobra.Command, args []string) error {
+	if len(args) == 0 {
+		return nil
+	}
+	msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+	if cmd.SuggestionsMinimumDistance <= 0 {
+		cmd.SuggestionsMinimumDistance = 2
+	}
+	if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+		msg += "; did you mean " + strings.Join(s, " or ") + "?"
+	}
+	return errors.New(msg)
 }
 
 // oneLine folds an error onto one line.

@@ -309,6 +309,13 @@ func TestClientCreate(t *testing.T) {
 		})
 	}
 
+	t.Run("token lifetime in whole seconds", func(t *testing.T) {
+		v := decodeJSON[map[string]any](t, s.cliOK(t, createArgs(jwks, "--token-lifetime", "90s", "-o", "json")...))
+		if v["access_token_lifetime"] != float64(90) {
+			t.Errorf("access_token_lifetime %v, want 90", v["access_token_lifetime"])
+		}
+	})
+
 	t.Run("secret shown once", func(t *testing.T) {
 		out := s.cliOK(t, "client", "create", "--name", "legacy", "--owner", "team-legacy@example.com",
 			"--purpose", "old integration", "--environment", "dev", "--expires-in", "720h",
@@ -716,6 +723,11 @@ func TestUsageErrors(t *testing.T) {
 		{"bad flag value", []string{"client", "list", "--limit", "many"}, "limit"},
 		{"extra argument", []string{"keys", "rotate", "now"}, ""},
 		{"show needs an id", []string{"client", "show"}, ""},
+		{"wrong argument count", []string{"scan"}, "accepts 1 arg(s), received 0"},
+		{"too many arguments", []string{"request", "GET", "https://x/", "extra"}, "accepts 2 arg(s), received 3"},
+		{"unknown cert subcommand", []string{"cert", "renw"}, `unknown command "renw" for "keybound cert"; did you mean renew?`},
+		{"mistyped command", []string{"tokn"}, "did you mean token?"},
+		{"completion shell with extra argument", []string{"completion", "bash", "extra"}, "unknown command"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -785,5 +797,35 @@ func TestServeAddrInUse(t *testing.T) {
 	last := lines[len(lines)-1]
 	if code != 1 || !strings.HasPrefix(last, "keybound: ") || !strings.Contains(last, "server.addr "+l.Addr().String()) {
 		t.Errorf("exit %d, stderr:\n%s", code, errb.String())
+	}
+}
+
+// TestFlagsNotIgnored: a flag that would be silently dropped or changed is
+// refused as a usage error that names it.
+func TestFlagsNotIgnored(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	key, jwks := keygen(t, dir, "k")
+	// Named so that a flag ignored is not hidden by another usage error; a
+	// command that got this far fails to connect (exit 1).
+	const far = "https://127.0.0.1:1"
+	cases := []struct {
+		name string
+		args []string
+		want []string
+	}{
+		{"token lifetime under a second", createArgs(jwks, "--token-lifetime", "500ms"), []string{"--token-lifetime", "whole seconds", "500ms"}},
+		{"token lifetime not whole seconds", createArgs(jwks, "--token-lifetime", "1500ms"), []string{"--token-lifetime", "whole seconds", "1.5s"}},
+		{"token: --cert-key without --cert", []string{"token", "--issuer", far, "--client-id", "kb-x", "--key", key, "--cert-key", key}, []string{"--cert", "--cert-key"}},
+		{"token: --cert without --cert-key", []string{"token", "--issuer", far, "--client-id", "kb-x", "--cert", "c.pem"}, []string{"--cert", "--cert-key"}},
+		{"token: --kid without --key", []string{"token", "--issuer", far, "--client-id", "kb-x", "--kid", "k1", "--cert", "c.pem", "--cert-key", key}, []string{"--kid", "--key"}},
+		{"request: --kid without --key", []string{"request", "GET", "https://x/", "--token-url", far + "/oauth2/token", "--client-id", "kb-x", "--kid", "k1", "--cert", "c.pem", "--cert-key", key}, []string{"--kid", "--key"}},
+		{"enroll: --kid with a join token", []string{"cert", "enroll", "--issuer", far, "--key", key, "--out", filepath.Join(dir, "o.pem"), "--join-token", "kbjt.x", "--kid", "k1"}, []string{"--kid", "--client-id"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := run(t, append([]string{"--data-dir", t.TempDir()}, tc.args...)...)
+			checkFailure(t, r, 2, tc.want...)
+		})
 	}
 }

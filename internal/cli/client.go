@@ -48,6 +48,11 @@ secret is generated and printed once; keybound keeps only a salted hash.`,
     --scope "invoices:read" --jwks-file billing.jwks.json --dpop -o json`,
 		Args: cobra.NoArgs,
 		RunE: withAdminChecked(g, &out, func() error {
+			// The API counts whole seconds; truncating 1500ms to 1s, or 500ms
+			// to 0 (the server's default), would quietly set another lifetime.
+			if tokenLifetime%time.Second != 0 {
+				return usageError{fmt.Errorf("--token-lifetime must be whole seconds, not %s", tokenLifetime)}
+			}
 			exp, err := expiry(expiresIn, expiresAt, time.Now())
 			if err != nil {
 				return usageError{err}

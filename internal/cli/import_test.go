@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/keybound/keybound/internal/config"
 )
 
 // importSecret is a distinct legacy API key, built at run time.
@@ -222,4 +224,21 @@ func TestImport(t *testing.T) {
 			checkFailure(t, r, tc.code, tc.want...)
 		})
 	}
+}
+
+// TestImportTooLargeIsAFailure: the server refusing an import for its size
+// is a failure (exit 1), not a usage error, though its message says
+// "accepts", as cobra's argument errors do.
+func TestImportTooLargeIsAFailure(t *testing.T) {
+	t.Parallel()
+	s := startServerWith(t, func(cfg *config.Config) { cfg.Server.MaxBodyBytes = 1024 })
+	rows := importHeader
+	for n := range 20 {
+		rows += csvRow(100 + n)
+	}
+	path := filepath.Join(t.TempDir(), "big.csv")
+	writeFile(t, path, rows)
+	checkFailure(t, s.cli(t, "import", path), 1, "larger than the server accepts")
+	// A wrong argument count is still a usage error.
+	checkFailure(t, s.cli(t, "import", path, "extra"), 2, "accepts 1 arg")
 }

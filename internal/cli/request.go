@@ -15,7 +15,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/sdk"
 )
 
@@ -82,6 +81,9 @@ after printing the response, with the problem's detail on stderr.`,
 			if (certFile == "") != (certKey == "") {
 				return usageError{errors.New("--cert and --cert-key go together")}
 			}
+			if kid != "" && keyFile == "" {
+				return usageError{errors.New("--kid names the key of --key in the registered JWK Set; it needs --key")}
+			}
 			hdr, err := parseHeaders(headers)
 			if err != nil {
 				return err
@@ -90,12 +92,7 @@ after printing the response, with the problem's detail on stderr.`,
 			if err != nil {
 				return err
 			}
-			if tokenURL == "" || caFile == "" {
-				if d, err := app.LoadAdmin(g.dataDir); err == nil {
-					tokenURL = orElse(tokenURL, d.TokenEndpoint)
-					caFile = orElse(caFile, d.CAFile)
-				}
-			}
+			tokenURL, caFile = localServer(g.descriptor(), tokenURL, caFile, tokenEndpointOf)
 			if tokenURL == "" {
 				return usageError{errors.New("--token-url is required when the data directory has no server descriptor")}
 			}
@@ -160,7 +157,7 @@ after printing the response, with the problem's detail on stderr.`,
 	f.StringVar(&certFile, "cert", "", "client certificate for mTLS (PEM); the token is bound to it")
 	f.StringVar(&certKey, "cert-key", "", "private key of --cert (PEM)")
 	f.StringVar(&tokenURL, "token-url", "", "token endpoint (default: the data directory's server)")
-	f.StringVar(&caFile, "cacert", "", "CA certificate to trust for the token endpoint and the API (default: the data directory's CA)")
+	f.StringVar(&caFile, "cacert", "", "CA certificate to trust for the token endpoint and the API (default: the data directory's CA with its own token endpoint, else the system roots)")
 	f.StringSliceVar(&scopes, "scope", nil, "scope to request; repeat for more")
 	f.StringSliceVar(&resources, "resource", nil, "resource (audience) to request, RFC 8707; repeat for more")
 	f.StringArrayVarP(&headers, "header", "H", nil, "request header 'Name: value'; repeat for more")

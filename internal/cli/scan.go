@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -230,6 +232,17 @@ func plural(n int, noun string) string {
 	return strconv.Itoa(n) + " " + noun + "s"
 }
 
+// displayPath is a scanned file's path for the terminal: quoted when it
+// holds anything but printable characters. A file name is chosen by whoever
+// wrote the scanned tree; printed raw, escape sequences in it would drive
+// the reader's terminal, and tabs or newlines would break the table.
+func displayPath(p string) string {
+	if !utf8.ValidString(p) || strings.IndexFunc(p, func(r rune) bool { return !unicode.IsPrint(r) }) >= 0 {
+		return strconv.Quote(p)
+	}
+	return p
+}
+
 // scanJSON is the -o json document: the report and its counts.
 type scanJSON struct {
 	*scan.Report
@@ -248,7 +261,7 @@ func printScanTable(g *globals, rep *scan.Report) error {
 			if id := f.Identity; id != nil {
 				who = fmt.Sprintf("%s (%s, owner %s)", id.ClientID, id.Name, id.Owner)
 			}
-			rows = append(rows, []string{f.Status, f.Rule, f.Path + ":" + strconv.Itoa(f.Line), commit, f.Fingerprint, f.Preview, who})
+			rows = append(rows, []string{f.Status, f.Rule, displayPath(f.Path) + ":" + strconv.Itoa(f.Line), commit, f.Fingerprint, f.Preview, who})
 		}
 		if err := printTable(g.stdout, []string{"STATUS", "RULE", "LOCATION", "COMMIT", "FINGERPRINT", "PREVIEW", "IDENTITY"}, rows); err != nil {
 			return err
@@ -258,7 +271,7 @@ func printScanTable(g *globals, rep *scan.Report) error {
 	if len(rep.Skipped) > 0 {
 		rows := make([][]string, 0, len(rep.Skipped))
 		for _, s := range rep.Skipped {
-			rows = append(rows, []string{s.Path, s.Reason})
+			rows = append(rows, []string{displayPath(s.Path), s.Reason})
 		}
 		if err := printTable(g.stdout, []string{"SKIPPED", "REASON"}, rows); err != nil {
 			return err

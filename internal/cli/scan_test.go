@@ -354,3 +354,27 @@ func checkSARIFLog(t *testing.T, out string, want int) {
 		t.Error("no invocations (skipped files are its notifications)")
 	}
 }
+
+// TestScanTableQuotesPaths: a file name from the scanned tree that holds
+// control characters is quoted in the table, so it cannot send escape
+// sequences to the reader's terminal or break the table's rows.
+func TestScanTableQuotesPaths(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	evil := "\x1b]0;owned\x07\x1b[2J\tx\ny.env"
+	writeFile(t, filepath.Join(dir, evil), "aws_access_key_id: "+awsKeyID(t)+"\n")
+	writeFile(t, filepath.Join(dir, "bin\x1b[31m.dat"), "\x00\x01binary")
+	writeFile(t, filepath.Join(dir, "plain name.env"), "aws_access_key_id: "+awsKeyID(t)+"\n")
+	r := run(t, "--data-dir", t.TempDir(), "scan", dir, "--offline", "--no-history")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	if strings.ContainsAny(r.stdout, "\x1b\x07") {
+		t.Errorf("the table holds raw control characters:\n%q", r.stdout)
+	}
+	for _, w := range []string{`"\x1b]0;owned\a\x1b[2J\tx\ny.env":1`, `"bin\x1b[31m.dat"`, "plain name.env:1"} {
+		if !strings.Contains(r.stdout, w) {
+			t.Errorf("table lacks %s:\n%s", w, r.stdout)
+		}
+	}
+}

@@ -9,7 +9,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/dpop"
 	"github.com/keybound/keybound/sdk"
 )
@@ -32,15 +31,18 @@ func newTokenCmd(g *globals) *cobra.Command {
 			if clientID == "" {
 				return usageError{errors.New("--client-id is required")}
 			}
+			// A flag whose partner is missing would be ignored, and the
+			// token asked for in a way the user did not mean.
+			if (certFile == "") != (certKey == "") {
+				return usageError{errors.New("--cert and --cert-key go together")}
+			}
+			if kid != "" && keyFile == "" {
+				return usageError{errors.New("--kid names the key of --key in the registered JWK Set; it needs --key")}
+			}
 			if keyFile == "" && certFile == "" {
 				return usageError{errors.New("give --key (private_key_jwt) or --cert and --cert-key (mTLS)")}
 			}
-			if issuer == "" || caFile == "" {
-				if d, err := app.LoadAdmin(g.dataDir); err == nil {
-					issuer = orElse(issuer, d.Issuer)
-					caFile = orElse(caFile, d.CAFile)
-				}
-			}
+			issuer, caFile = localServer(g.descriptor(), issuer, caFile, issuerOf)
 			if issuer == "" {
 				return usageError{errors.New("--issuer is required when the data directory has no server descriptor")}
 			}
@@ -80,7 +82,11 @@ func newTokenCmd(g *globals) *cobra.Command {
 			res := map[string]any{
 				"access_token": tok.AccessToken,
 				"token_type":   tok.TokenType,
-				"expires_in":   int64(time.Until(tok.Expiry).Round(time.Second) / time.Second),
+			}
+			// A response without expires_in leaves Expiry zero; counting
+			// down to year 1 printed a huge negative lifetime.
+			if !tok.Expiry.IsZero() {
+				res["expires_in"] = int64(time.Until(tok.Expiry).Round(time.Second) / time.Second)
 			}
 			if sc, ok := tok.Extra("scope").(string); ok {
 				res["scope"] = sc
@@ -104,18 +110,11 @@ func newTokenCmd(g *globals) *cobra.Command {
 	f.StringVar(&kid, "kid", "", "key id of --key in the registered JWK Set")
 	f.BoolVar(&useDPoP, "dpop", false, "request a DPoP-bound token")
 	f.StringVar(&dpopKey, "dpop-key", "", "DPoP private key (PEM or JWK); implies --dpop")
-	f.StringVar(&caFile, "cacert", "", "CA certificate to trust (default: the data directory's CA)")
+	f.StringVar(&caFile, "cacert", "", "CA certificate to trust (default: the data directory's CA for its own server, else the system roots)")
 	f.StringVar(&certFile, "cert", "", "client certificate for mTLS (PEM)")
 	f.StringVar(&certKey, "cert-key", "", "private key of --cert (PEM)")
 	f.StringSliceVar(&scopes, "scope", nil, "scope to request; repeat for more")
 	f.StringSliceVar(&resources, "resource", nil, "resource (audience) to request, RFC 8707; repeat for more")
 	cmd.Flags().StringVarP(&out, "output", "o", "table", "json prints the whole token response; table prints the token only")
 	return cmd
-}
-
-func orElse(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
