@@ -2,9 +2,12 @@ package authserver
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -343,5 +346,28 @@ func TestRefusalsDoNotSpendAssertion(t *testing.T) {
 	}
 	if r := ts.post(PathIntrospect, form.Encode(), nil); r.status != http.StatusUnauthorized || r.body["error"] != oauth.CodeInvalidClient {
 		t.Fatalf("introspect with a spent assertion: %d %s, want 401 invalid_client", r.status, r.raw)
+	}
+}
+
+// TestMetadataUnderAnIssuerPath: RFC 8414 section 3.1 puts the metadata of
+// an issuer with a path at the well-known path with the issuer's path
+// appended; the root location keeps working.
+func TestMetadataUnderAnIssuerPath(t *testing.T) {
+	for _, tc := range []struct{ issuer, path string }{
+		{"https://auth.example.com/tenant-a", PathMetadata + "/tenant-a"},
+		{"https://auth.example.com/tenant-a/", PathMetadata + "/tenant-a"},
+		{"https://auth.example.com", PathMetadata},
+	} {
+		s := &Server{Settings: Settings{Issuer: tc.issuer}, Log: slog.New(slog.DiscardHandler)}
+		mux := http.NewServeMux()
+		s.Register(mux)
+		for _, p := range []string{tc.path, PathMetadata} {
+			rec := httptest.NewRecorder()
+			mux.ServeHTTP(rec, httptest.NewRequest("GET", p, nil))
+			var md map[string]any
+			if rec.Code != http.StatusOK || json.Unmarshal(rec.Body.Bytes(), &md) != nil || md["issuer"] != tc.issuer {
+				t.Errorf("issuer %s, GET %s: %d %s", tc.issuer, p, rec.Code, rec.Body)
+			}
+		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
 
 	"github.com/keybound/keybound/internal/accesstoken"
@@ -141,6 +143,14 @@ func (s *Server) Register(mux *http.ServeMux) {
 	mux.HandleFunc(PathRevoke, s.handleRevoke)
 	mux.HandleFunc("GET "+PathJWKS, s.handleJWKS)
 	mux.HandleFunc("GET "+PathMetadata, s.handleMetadata)
+	// RFC 8414 section 3.1: for an issuer with a path component the
+	// metadata lives at the well-known path with the issuer's path
+	// appended (https://host/.well-known/oauth-authorization-server/tenant).
+	if u, err := url.Parse(s.Settings.Issuer); err == nil {
+		if p := strings.TrimSuffix(u.EscapedPath(), "/"); p != "" {
+			mux.HandleFunc("GET "+PathMetadata+p, s.handleMetadata)
+		}
+	}
 }
 
 // fail renders e, counts it and logs it once with its internal cause.
