@@ -19,6 +19,12 @@ const (
 	// a secrets dump cannot swamp the report.
 	maxFindingsPerFile = 1000
 
+	// maxSkippedListed bounds the skipped files and blobs listed one by
+	// one; past it they are counted in one last entry. A monorepo's
+	// history can hold millions of binary blobs, and a report listing each
+	// would cost more memory than the scan.
+	maxSkippedListed = 10000
+
 	// maxGenericValueLen bounds the value of a generic "api_key = ..."
 	// assignment; a longer run of token characters is data, not a key.
 	maxGenericValueLen = 512

@@ -196,6 +196,7 @@ func Scan(ctx context.Context, root string, opt Options) (*Report, error) {
 			return nil, err
 		}
 	}
+	s.closeSkipped()
 	sortFindings(rep.Findings)
 	return rep, nil
 }
@@ -218,6 +219,8 @@ type scanner struct {
 	// blobFormat is the repository's object format (sha1 or sha256); empty
 	// when no history is scanned.
 	blobFormat string
+	// moreSkipped counts skips past maxSkippedListed.
+	moreSkipped int
 }
 
 // walk scans every regular file under root, skipping .git directories
@@ -348,7 +351,18 @@ func (s *scanner) findings(content []byte, rel, commit, blob string) {
 }
 
 func (s *scanner) skip(rel, blob, reason string) {
-	s.rep.Skipped = append(s.rep.Skipped, Skipped{Path: rel, Blob: blob, Reason: reason})
+	if len(s.rep.Skipped) < maxSkippedListed {
+		s.rep.Skipped = append(s.rep.Skipped, Skipped{Path: rel, Blob: blob, Reason: reason})
+		return
+	}
+	s.moreSkipped++
+}
+
+// closeSkipped adds the entry that counts the skips not listed.
+func (s *scanner) closeSkipped() {
+	if s.moreSkipped > 0 {
+		s.rep.Skipped = append(s.rep.Skipped, Skipped{Reason: fmt.Sprintf("%d more files or blobs not scanned; only the first %d are listed", s.moreSkipped, maxSkippedListed)})
+	}
 }
 
 // isBinary reports whether content looks binary: a NUL byte in its first

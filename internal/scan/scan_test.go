@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -503,5 +504,27 @@ func TestSARIFSameSecretTwoFiles(t *testing.T) {
 	}
 	if maps.Equal(a, b) {
 		t.Errorf("two files share partialFingerprints %v: code scanning would show one alert", a)
+	}
+}
+
+// TestScanSkippedIsBounded: past maxSkippedListed, skipped files are
+// counted in one entry instead of listed, so a tree of binaries cannot
+// grow the report without bound.
+func TestScanSkippedIsBounded(t *testing.T) {
+	dir := t.TempDir()
+	for i := range maxSkippedListed + 5 {
+		if err := os.WriteFile(filepath.Join(dir, "bin"+strconv.Itoa(i)), []byte{0, 1, 2}, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rep, err := Scan(context.Background(), dir, Options{NoHistory: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Skipped) != maxSkippedListed+1 {
+		t.Fatalf("%d skipped entries, want %d listed and one count", len(rep.Skipped), maxSkippedListed)
+	}
+	if last := rep.Skipped[len(rep.Skipped)-1]; !strings.Contains(last.Reason, "5 more files or blobs not scanned") {
+		t.Errorf("last entry %+v", last)
 	}
 }
