@@ -65,6 +65,10 @@ func (s methodSet) names() []string {
 type Table struct {
 	root   *node
 	routes []*Route
+	// foldLits is set when a route's path has an upper-case ASCII letter:
+	// then a request with none can still read, case-insensitively, as that
+	// route's path, so Match checks every request for ambiguity.
+	foldLits bool
 }
 
 // node is one level of the matching trie. Literal children are keyed by
@@ -126,6 +130,9 @@ func Compile(specs []Spec) (*Table, error) {
 	}
 	for _, r := range t.routes {
 		t.root.insert(r)
+		if strings.ContainsFunc(r.Spec.Path, func(c rune) bool { return 'A' <= c && c <= 'Z' }) {
+			t.foldLits = true
+		}
 	}
 	t.root.sortRoutes()
 	return t, nil

@@ -97,10 +97,8 @@ func (t *Table) Match(host, method, path string) (*Match, error) {
 		}
 		return nil, ErrNoRoute
 	}
-	if alt, ok := lenientPath(path); ok {
-		if r2 := t.root.find(alt[1:], true, host, method); r2 != nil && r2 != r && bypasses(r, r2, method) {
-			return nil, ErrAmbiguousPath
-		}
+	if (t.foldLits || readsLeniently(path)) && t.ambiguous(path, host, method, r) {
+		return nil, ErrAmbiguousPath
 	}
 	m := &Match{Route: r, Template: r.Spec.Path}
 	if r.pat.nparams <= inlineParams {
@@ -260,6 +258,75 @@ func lenientPath(p string) (string, bool) {
 	return alt, alt != p
 }
 
+// lenientReadings returns the ways a lenient upstream may read p: the
+// lenient path, and when p ends in '/', that path with its '/' kept (for
+// routes whose pattern ends in '/').
+func lenientReadings(p string) []string {
+	alt, _ := lenientPath(p)
+	if alt == "" {
+		alt = p
+	}
+	out := []string{alt}
+	if len(p) > 1 && p[len(p)-1] == '/' && alt != "/" {
+		out = append(out, alt+"/")
+	}
+	return out
+}
+
+// each calls visit for every route whose pattern matches rest and that
+// admits host and method, following every branch (a literal, the parameter
+// and a catch-all may all match), until visit returns true. With fold,
+// literal segments compare case-insensitively.
+func (n *node) each(rest string, more bool, host, method string, fold bool, visit func(*Route) bool) bool {
+	routes := func(rs []*Route) bool {
+		for _, r := range rs {
+			if r.host != "" && !strings.EqualFold(r.host, host) || !r.methods.allows(method) {
+				continue
+			}
+			if visit(r) {
+				return true
+			}
+		}
+		return false
+	}
+	if !more {
+		return routes(n.end)
+	}
+	seg, next, hasNext := strings.Cut(rest, "/")
+	dec := unescape(seg)
+	if fold {
+		for lit, c := range n.lits {
+			if strings.EqualFold(lit, dec) && c.each(next, hasNext, host, method, fold, visit) {
+				return true
+			}
+		}
+	} else if c := n.lits[dec]; c != nil && c.each(next, hasNext, host, method, fold, visit) {
+		return true
+	}
+	if n.param != nil && seg != "" && n.param.each(next, hasNext, host, method, fold, visit) {
+		return true
+	}
+	return routes(n.catchAll)
+}
+
+// ambiguous reports whether a lenient reading of path (lenientReadings,
+// literals compared case-insensitively) matches a route with a policy
+// matched lacks (bypasses) that the exact path does not match: a route the
+// exact path also matches lost to matched by precedence, which a lenient
+// upstream applies too.
+func (t *Table) ambiguous(path, host, method string, matched *Route) bool {
+	exact := map[*Route]bool{}
+	t.root.each(path[1:], true, host, method, false, func(r *Route) bool { exact[r] = true; return false })
+	for _, alt := range lenientReadings(path) {
+		if t.root.each(alt[1:], true, host, method, true, func(r *Route) bool {
+			return !exact[r] && bypasses(matched, r, method)
+		}) {
+			return true
+		}
+	}
+	return false
+}
+
 // bypasses reports whether serving a request under matched when a lenient
 // upstream reads it as lenient's would let the caller skip part of
 // lenient's policy: both routes send to the same upstream, and lenient
@@ -271,6 +338,11 @@ func bypasses(matched, lenient *Route, method string) bool {
 		return false
 	}
 	if lenient.Sensitivity > matched.Sensitivity {
+		return true
+	}
+	// The same class, but matched is allowed below its floor, or lenient
+	// limits callers where matched does not.
+	if matched.AllowWeakerAssurance && !lenient.AllowWeakerAssurance || !lenient.Limit.IsZero() && matched.Limit.IsZero() {
 		return true
 	}
 	have := matched.RequiredScopes(method)
@@ -305,6 +377,10 @@ func readsLeniently(p string) bool {
 			return true
 		case c == '%' && i+2 < len(p):
 			if h, l := p[i+1], p[i+2]|0x20; (h == '2' && l == 'f') || (h == '5' && l == 'c') {
+				return true
+			}
+			// An encoded letter (%41 is 'A') reads as a letter, in any case.
+			if d, err := url.PathUnescape(p[i : i+3]); err == nil && len(d) == 1 && ('A' <= d[0] && d[0] <= 'Z' || 'a' <= d[0] && d[0] <= 'z') {
 				return true
 			}
 		}

@@ -537,6 +537,7 @@ func TestAmbiguousPaths(t *testing.T) {
 		{"/admin%2F5", ""},   // encoded '/' decoded before routing
 		{"/admin%2f5", ""},   //
 		{"/admin%5C5", ""},   // '\' as a separator (IIS)
+		{"/%41dmin/5", ""},   // an encoded capital, read case-insensitively
 		{"/admin/5/", ""},    // a trailing '/' ignored (Express, Spring 5)
 		{"/adm/5/", "rest"},  // ambiguous with nothing
 		{"/Docs/Intro", "rest"},
@@ -555,5 +556,59 @@ func TestAmbiguousPaths(t *testing.T) {
 		case m.Route.Name != tt.route:
 			t.Errorf("%s: route %s, want %s", tt.path, m.Route.Name, tt.route)
 		}
+	}
+}
+
+// TestAmbiguousPathsMore: upper-case route literals, encoded letters,
+// routes ending in '/', and policy gaps other than sensitivity are caught;
+// precedence between routes the exact path matches is not ambiguity.
+func TestAmbiguousPathsMore(t *testing.T) {
+	upper := spec("upper-admin", "/Admin/{id}")
+	upper.Sensitivity = "restricted"
+	slash := spec("slash-admin", "/tools/")
+	slash.Sensitivity = "restricted"
+	reports := spec("reports", "/reports/{id}")
+	reports.Sensitivity = "confidential"
+	weak := spec("weak", "/{rest...}")
+	weak.Sensitivity, weak.AllowWeakerAssurance = "confidential", true
+	me := spec("me", "/users/me", "GET")
+	anyUser := spec("any-user", "/users/{id}")
+	anyUser.Sensitivity = "restricted"
+	tb := mustCompile(t, upper, slash, reports, weak, me, anyUser)
+	tests := []struct {
+		path  string
+		route string // "" means ErrAmbiguousPath
+	}{
+		{"/Admin/5", "upper-admin"},
+		{"/admin/5", ""},              // a case-insensitive upstream serves /Admin/5
+		{"/ADMIN/5", ""},              //
+		{"/%41dmin/5", "upper-admin"}, // decoded, it is the route's own literal
+		{"/tools/", "slash-admin"},
+		{"/TOOLS/", ""}, // the trailing '/' kept for a route ending in '/'
+		{"/reports/1", "reports"},
+		{"/Reports/1", ""},        // the catch-all is allowed below its floor; reports is not
+		{"/users/me", "me"},       // precedence over /users/{id}, not ambiguity
+		{"/users/42", "any-user"}, //
+		{"/other", "weak"},
+	}
+	for _, tt := range tests {
+		m, err := tb.Match("x", "GET", tt.path)
+		switch {
+		case tt.route == "":
+			if !errors.Is(err, ErrAmbiguousPath) {
+				t.Errorf("%s: route %v, err %v; want ErrAmbiguousPath", tt.path, m, err)
+			}
+		case err != nil:
+			t.Errorf("%s: %v, want route %s", tt.path, err, tt.route)
+		case m.Route.Name != tt.route:
+			t.Errorf("%s: route %s, want %s", tt.path, m.Route.Name, tt.route)
+		}
+	}
+	// A rate limit the catch-all lacks is a policy gap too.
+	limited := spec("limited", "/export/{id}")
+	limited.RateLimit = &RateSpec{PerIdentity: "1/s"}
+	tb = mustCompile(t, limited, spec("rest", "/{rest...}"))
+	if _, err := tb.Match("x", "GET", "/Export/1"); !errors.Is(err, ErrAmbiguousPath) {
+		t.Errorf("/Export/1 past a rate-limited route: %v, want ErrAmbiguousPath", err)
 	}
 }
