@@ -1152,3 +1152,28 @@ func TestTokenSourceSurvivesPanickingSigner(t *testing.T) {
 		t.Fatal("Token after a panicking fetch never returned")
 	}
 }
+
+// TestTransportUnknownRedirectChain: a base RoundTripper that does not set
+// Response.Request leaves the redirect chain unknown; the redirected
+// request then goes without the token.
+func TestTransportUnknownRedirectChain(t *testing.T) {
+	s := newSetup(t, false, nil)
+	var second http.Header
+	base := roundTripFunc(func(r *http.Request) (*http.Response, error) {
+		if r.URL.Host == "first.example" {
+			h := http.Header{"Location": {"https://other.example/landing"}}
+			return &http.Response{StatusCode: http.StatusFound, Header: h, Body: io.NopCloser(strings.NewReader(""))}, nil // no Request
+		}
+		second = r.Header.Clone()
+		return &http.Response{StatusCode: http.StatusOK, Header: http.Header{}, Body: io.NopCloser(strings.NewReader("ok"))}, nil
+	})
+	hc := &http.Client{Transport: &Transport{Source: s.cfg.TokenSource(context.Background()), Base: base}}
+	resp, err := hc.Get("https://first.example/start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if second == nil || second.Get("Authorization") != "" || second.Get("DPoP") != "" {
+		t.Errorf("the redirected request carried %v; want no credentials", second)
+	}
+}

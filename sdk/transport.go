@@ -38,7 +38,7 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	if first := firstRequest(req); first != req && origin(first.URL) != origin(req.URL) {
+	if first, ok := firstRequest(req); !ok || first != req && origin(first.URL) != origin(req.URL) {
 		// A redirect to another origin, followed by an http.Client this
 		// Transport was given to. Go drops an Authorization header the
 		// caller set on such a redirect, but this Transport sets its own
@@ -136,10 +136,16 @@ func targetURI(u *url.URL) string {
 
 // firstRequest follows the redirect chain back from req (http.Client sets
 // Response on each request it builds for a redirect) to the request the
-// caller made.
-func firstRequest(req *http.Request) *http.Request {
-	for req.Response != nil && req.Response.Request != nil {
+// caller made. ok is false when the chain cannot be followed: a base
+// RoundTripper that does not set Response.Request (only http.Transport
+// does); then where the chain began is unknown, and req is treated as
+// another origin's.
+func firstRequest(req *http.Request) (_ *http.Request, ok bool) {
+	for req.Response != nil {
+		if req.Response.Request == nil {
+			return nil, false
+		}
 		req = req.Response.Request
 	}
-	return req
+	return req, true
 }

@@ -70,7 +70,15 @@ func (a *API) offboard(w http.ResponseWriter, r *http.Request, caller *protect.C
 		// suspending or revoking itself: find out first, changing nothing.
 		dry := inventory.OffboardRequest(req)
 		dry.DryRun = true
-		if res, err := a.Inventory.Offboard(r.Context(), actor(caller), dry); err == nil {
+		res, err := a.Inventory.Offboard(r.Context(), actor(caller), dry)
+		var ve *inventory.ValidationError
+		switch {
+		case errors.As(err, &ve):
+			// Refused as invalid: the real request below is refused the same
+			// way and renders it.
+		case err != nil:
+			return err // fail closed: without the check, nothing changes
+		default:
 			for _, it := range res.Items {
 				if it.Changed && it.Client.ID == caller.Claims.ClientID {
 					return problem.New(http.StatusConflict, "self-lockout", "Refused",
