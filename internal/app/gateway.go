@@ -200,6 +200,10 @@ func (a *App) ReloadRoutes(_ context.Context) (int, error) {
 	return n, nil
 }
 
+// tunnelCloseTimeout bounds ending the WebSocket tunnels at shutdown;
+// each ends as soon as its connections close.
+const tunnelCloseTimeout = 5 * time.Second
+
 // auditDrainTimeout bounds writing out the queued audit events at
 // shutdown, after the listener's grace; a batch takes milliseconds.
 const auditDrainTimeout = 10 * time.Second
@@ -224,7 +228,11 @@ func (a *App) serveGateway(errc chan<- error) (func(context.Context) error, erro
 		// Shutdown does not wait for WebSocket tunnels (hijacked
 		// connections); end them so their audit events are recorded
 		// before the audit writer closes.
-		terr := gp.gw.CloseTunnels(ctx)
+		// Like the audit drain below, with a budget of its own: a request
+		// that used up the grace must not cost the tunnels their events.
+		tctx, tcancel := context.WithTimeout(context.WithoutCancel(ctx), tunnelCloseTimeout)
+		terr := gp.gw.CloseTunnels(tctx)
+		tcancel()
 		// The audit drain gets its own budget: a slow request or tunnel
 		// that used up the grace must not make Close give up on the
 		// events of every request that did finish.

@@ -266,6 +266,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		BytesIn:    max(r.ContentLength, 0),
 	}
 	cw := &countingWriter{ResponseWriter: w}
+	// tunnelDone deregisters a WebSocket tunnel, after its event is
+	// recorded: CloseTunnels waits for it to mean "audited".
+	var tunnelDone func()
 	defer func() {
 		// httputil.ReverseProxy panics with http.ErrAbortHandler when
 		// copying the response body fails (the client went away, the
@@ -282,6 +285,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ev.Status = cw.status
 			}
 			g.record(&ev, cw, start)
+			if tunnelDone != nil {
+				tunnelDone()
+			}
 			panic(p)
 		}
 	}()
@@ -301,13 +307,17 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			// on. CloseTunnels ends the rest at shutdown, so that their
 			// audit events are recorded before the audit trail closes.
 			var cancel context.CancelFunc
-			if d.caller != nil && !d.caller.Claims.Expiry.IsZero() {
+			switch {
+			case d.caller != nil && d.caller.Claims != nil && !d.caller.Claims.Expiry.IsZero():
 				ctx, cancel = context.WithDeadline(ctx, d.caller.Claims.Expiry)
-			} else {
-				ctx, cancel = context.WithCancel(ctx)
+			case d.caller != nil:
+				// A credential without an expiry (a static API key): the
+				// tunnel is checked again at least this often.
+				ctx, cancel = context.WithTimeout(ctx, maxKeyTunnel)
+			default:
+				ctx, cancel = context.WithCancel(ctx) // public route: no credential to outlive
 			}
-			done := g.tunnels.add(cancel)
-			defer done()
+			tunnelDone = g.tunnels.add(cancel)
 		}
 		r = r.WithContext(ctx)
 		g.proxy.ServeHTTP(cw, r)
@@ -317,7 +327,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	g.record(&ev, cw, start)
+	if tunnelDone != nil {
+		tunnelDone()
+	}
 }
+
+// maxKeyTunnel bounds a WebSocket tunnel opened with a credential that has
+// no expiry (a legacy static API key), so a revoked key's tunnel ends too.
+const maxKeyTunnel = time.Hour
 
 // record completes ev with what was written and hands it to the audit trail
 // and the metrics.
@@ -409,6 +426,13 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 		if ok, wait := g.limiter.Allow(c.ClientID+"\x00"+rt.Name, rt.Limit.PerSecond, rt.Limit.Burst); !ok {
 			return nil, &deny{status: http.StatusTooManyRequests, reason: "rate_limited", detail: "rate limit for this identity on this route exceeded; retry after the Retry-After seconds", retryAfter: wait}
 		}
+	}
+	if caller != nil && caller.Claims != nil && !caller.Claims.Expiry.IsZero() && !caller.Claims.Expiry.After(g.now()) &&
+		strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		// Accepted within the verifier's clock-skew leeway, but a tunnel
+		// lives until the token's exp, which has passed: it would be cut
+		// before it opened, and the client blamed on the upstream.
+		return nil, g.tokenDeny(caller, http.StatusUnauthorized, oauth.CodeInvalidToken, "this token has expired; a WebSocket tunnel lasts until its token expires, so open it with a fresh token")
 	}
 	return &decision{route: rt, caller: caller, routes: routes}, nil
 }

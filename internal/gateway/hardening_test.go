@@ -39,14 +39,20 @@ var fakeScopes = []string{"x:read"}
 // shortToken is accepted like goodToken but expires shortLife after each
 // check.
 const (
-	shortToken = "Bearer short"
-	shortLife  = 500 * time.Millisecond
+	// expiredToken is accepted (as within a verifier's leeway) though its
+	// exp passed 5 s ago.
+	expiredToken = "Bearer expired"
+	shortToken   = "Bearer short"
+	shortLife    = 500 * time.Millisecond
 )
 
 // fakeChecker accepts goodToken as a bearer caller and refuses anything else.
 type fakeChecker struct{}
 
 func (fakeChecker) Check(r *http.Request, _ string, _ *x509.Certificate) (*protect.Caller, error) {
+	if r.Header.Get("Authorization") == expiredToken {
+		return &protect.Caller{Claims: &accesstoken.Claims{ClientID: "c-1", JTI: "t-3", Scope: fakeScopes, Expiry: time.Now().Add(-5 * time.Second)}, Binding: protect.BindingBearer}, nil
+	}
 	if r.Header.Get("Authorization") == shortToken {
 		return &protect.Caller{Claims: &accesstoken.Claims{ClientID: "c-1", JTI: "t-2", Scope: fakeScopes, Expiry: time.Now().Add(shortLife)}, Binding: protect.BindingBearer}, nil
 	}
@@ -845,5 +851,31 @@ func TestGatewayTunnelEndsWithItsToken(t *testing.T) {
 	_, _ = io.WriteString(long, "still\n")
 	if line, err := longR.ReadString('\n'); err != nil || line != "still\n" {
 		t.Errorf("a tunnel with a valid token: %q %v", line, err)
+	}
+}
+
+// TestGatewayTunnelWithExpiredToken: a token past its exp but within the
+// verifier's leeway opens no tunnel: 401 invalid_token, not a tunnel cut
+// at once and blamed on the upstream (504).
+func TestGatewayTunnelWithExpiredToken(t *testing.T) {
+	var seen seenUpstream
+	up := recordingUpstream(t, &seen)
+	tg := startTestGateway(t, gateway.Config{}, []route.Spec{
+		{Name: "ws", Path: "/ws", Upstream: up.URL, Sensitivity: "internal", Scopes: route.ScopeSpec{All: fakeScopes}},
+	})
+	resp, body := rawRequest(t, tg, "GET /ws HTTP/1.1\r\nHost: gw.test\r\nAuthorization: "+expiredToken+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(body, "fresh token") {
+		t.Fatalf("upgrade with an expired token: %d %s, want 401 saying to use a fresh token", resp.StatusCode, body)
+	}
+	if n := len(seen.all()); n != 0 {
+		t.Errorf("upstream saw %d requests", n)
+	}
+	if ev := tg.audit.waitFor(t, 1)[0]; ev.Decision != "deny" || ev.Reason != "invalid_token" {
+		t.Errorf("audited %s %s", ev.Decision, ev.Reason)
+	}
+	// A plain request with the same token is not a tunnel: it goes through.
+	resp, _ = send(t, "GET", tg.URL+"/ws", map[string]string{"Authorization": expiredToken})
+	if resp.StatusCode != http.StatusOK {
+		t.Errorf("plain request within the leeway: %d", resp.StatusCode)
 	}
 }
