@@ -326,3 +326,63 @@ func TestRevokeReasonRefused(t *testing.T) {
 		t.Errorf("a printable reason: %v", err)
 	}
 }
+
+// renewOnRevoke runs beforeRevoke once, just before the store revokes the
+// serial it names: a renewal that commits after the cascade listed the
+// certificates but before it revoked the renewal's parent.
+type renewOnRevoke struct {
+	*sqlite.Store
+	serial       string
+	beforeRevoke func()
+}
+
+func (r *renewOnRevoke) RevokeCertificate(ctx context.Context, serial string, at time.Time, reason string, ev store.AdminEvent) error {
+	if serial == r.serial && r.beforeRevoke != nil {
+		hook := r.beforeRevoke
+		r.beforeRevoke = nil
+		hook()
+	}
+	return r.Store.RevokeCertificate(ctx, serial, at, reason, ev)
+}
+
+// TestKeyCompromiseCascadeOutrunsRenewal: the thief renews B (renewed from
+// the compromised A) while the cascade runs; that renewal is revoked too.
+func TestKeyCompromiseCascadeOutrunsRenewal(t *testing.T) {
+	f := newFixture(t)
+	f.client("kb-svc", nil)
+	ctx := context.Background()
+	rs := &renewOnRevoke{Store: f.st}
+	svc, err := workload.New(rs, sharedIssuer(t), f.svc.Config, f.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csrPEM(t, newKey(t), nil), Via: workload.ViaPrivateKeyJWT, Actor: "kb-svc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := svc.Renew(ctx, []*x509.Certificate{a.Cert}, csrPEM(t, newKey(t), nil), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c *workload.Issued
+	rs.serial = b.Record.Serial
+	rs.beforeRevoke = func() {
+		if c, err = svc.Renew(ctx, []*x509.Certificate{b.Cert}, csrPEM(t, newKey(t), nil), 0); err != nil {
+			t.Errorf("the racing renewal: %v", err)
+		}
+	}
+	if _, err := svc.RevokeWithReason(ctx, "admin", a.Record.Serial, workload.ReasonKeyCompromise, "laptop lost"); err != nil {
+		t.Fatal(err)
+	}
+	if c == nil {
+		t.Fatal("the racing renewal did not happen")
+	}
+	for _, is := range []*workload.Issued{b, c} {
+		if !svc.View.Revoked(is.Record.Serial) {
+			t.Errorf("%s, renewed from the compromised line, is not revoked", is.Record.Serial)
+		}
+	}
+	if got := liveCerts(t, f, "kb-svc"); len(got) != 0 {
+		t.Errorf("%d live certificates after the cascade, want 0", len(got))
+	}
+}

@@ -522,6 +522,26 @@ func (s *Service) RevokeWithReason(ctx context.Context, actor, serial string, co
 // for a key of their own, which revoking rec alone would leave valid and
 // renewable. It returns how many it revoked.
 func (s *Service) revokeRenewals(ctx context.Context, actor string, rec *store.WorkloadCertificate) (int, error) {
+	// A renewal can commit after a pass listed the certificates but before
+	// it revoked that renewal's parent (whose revocation then refuses any
+	// later renewal, in the storing transaction). So pass again until a
+	// pass revokes nothing.
+	total := 0
+	for range maxCascadePasses {
+		n, err := s.revokeRenewalsOnce(ctx, actor, rec)
+		total += n
+		if err != nil || n == 0 {
+			return total, err
+		}
+	}
+	return total, fmt.Errorf("workload: certificates renewed from %s were still being created after %d passes of revocation", rec.Serial, maxCascadePasses)
+}
+
+// maxCascadePasses bounds revokeRenewals; a renewal loop racing it gains
+// one generation per pass at most.
+const maxCascadePasses = 8
+
+func (s *Service) revokeRenewalsOnce(ctx context.Context, actor string, rec *store.WorkloadCertificate) (int, error) {
 	all, err := s.Store.ListCertificates(ctx, store.CertificateFilter{ClientID: rec.ClientID})
 	if err != nil {
 		return 0, fmt.Errorf("workload: %w", err)
