@@ -48,7 +48,11 @@ type Issuer struct {
 	Chain []*x509.Certificate
 	// Roots are the trust anchors of issued certificates.
 	Roots []*x509.Certificate
-	key   crypto.Signer
+	// External is set for an operator-supplied CA (LoadWorkloadIssuer),
+	// whose root may sign other CAs too; keybound's own root signs only
+	// its intermediates.
+	External bool
+	key      crypto.Signer
 }
 
 // String keeps the key out of logs and fmt output.
@@ -187,7 +191,7 @@ func LoadWorkloadIssuer(certFile, keyFile string, now time.Time) (*Issuer, error
 	if len(certs) == 1 {
 		chain = nil
 	}
-	return &Issuer{Cert: issuer, Chain: chain, Roots: []*x509.Certificate{anchor}, key: key}, nil
+	return &Issuer{Cert: issuer, Chain: chain, Roots: []*x509.Certificate{anchor}, External: true, key: key}, nil
 }
 
 // Issue signs tmpl for pub with the issuing CA (x509.CreateCertificate;

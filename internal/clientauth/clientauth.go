@@ -163,13 +163,13 @@ var (
 type WorkloadCerts interface {
 	// ClientOf returns the client a certificate of the workload CA was
 	// issued to, and false for any other certificate. It checks no
-	// signature: it is asked only about chains that verified to one of
-	// the workload CA's trust anchors (TrustAnchor).
+	// signature: it is asked only about certificates whose verified chain
+	// IssuedBy accepted.
 	ClientOf(cert *x509.Certificate) (string, bool)
-	// TrustAnchor reports whether root is one of the workload CA's roots.
-	// A chain that verified to another trusted root (client_ca_file) is not
-	// the workload CA's, whatever issuer name it carries.
-	TrustAnchor(root *x509.Certificate) bool
+	// IssuedBy reports whether a verified chain (leaf first, root last) is
+	// the workload CA's. A chain through another trusted CA
+	// (client_ca_file) is not, whatever issuer name it carries.
+	IssuedBy(chain []*x509.Certificate) bool
 	// CheckCert returns an error for a certificate that was revoked or is
 	// outside its validity period, nil otherwise.
 	CheckCert(cert *x509.Certificate, now time.Time) error

@@ -80,12 +80,10 @@ func (a *Authenticator) tlsClientAuth(c *identity.Client, certs []*x509.Certific
 		if err != nil {
 			return invalidClient("the client certificate does not verify to a CA this server trusts for client authentication, or is outside its validity period", fmt.Errorf("%w: %w", ErrBadCredential, err))
 		}
-		// Only a chain to a workload CA root makes this a workload
-		// certificate: an operator CA could copy the workload issuer's
-		// name and a SPIFFE ID, but cannot sign under its roots.
-		workload = a.Workload != nil && slices.ContainsFunc(chains, func(ch []*x509.Certificate) bool {
-			return a.Workload.TrustAnchor(ch[len(ch)-1])
-		})
+		// Only a chain through the workload CA makes this a workload
+		// certificate: another trusted CA could copy the workload
+		// issuer's name and a SPIFFE ID, but not its keys.
+		workload = a.Workload != nil && slices.ContainsFunc(chains, a.Workload.IssuedBy)
 		a.chains.remember(ck, certs, now, workload)
 	}
 	// A workload certificate names its client by SPIFFE ID, bound at

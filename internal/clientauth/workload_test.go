@@ -24,7 +24,7 @@ type fakeWorkload struct {
 	foreign bool
 }
 
-func (w fakeWorkload) TrustAnchor(*x509.Certificate) bool { return !w.foreign }
+func (w fakeWorkload) IssuedBy([]*x509.Certificate) bool { return !w.foreign }
 
 func (w fakeWorkload) ClientOf(c *x509.Certificate) (string, bool) {
 	id, ok := w.owner[c.SerialNumber.String()]

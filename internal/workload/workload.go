@@ -13,6 +13,7 @@ package workload
 
 import (
 	"context"
+	"crypto"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -25,6 +26,7 @@ import (
 	"fmt"
 	"math/big"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -157,16 +159,21 @@ func (s *Service) ClientOf(cert *x509.Certificate) (string, bool) {
 	return ClientFromSPIFFEID(s.Config.TrustDomain, cert.URIs[0])
 }
 
-// TrustAnchor reports whether root is one of this CA's roots: a chain
-// verified to one of them proves a certificate is this CA's, where an
-// issuer name (issuedHere) does not.
-func (s *Service) TrustAnchor(root *x509.Certificate) bool {
-	for _, r := range s.Issuer.Roots {
-		if r.Equal(root) {
-			return true
-		}
+// IssuedBy reports whether chain, one that verified (leaf first, root
+// last), is this CA's: it ends at one of this CA's roots and, for an
+// operator-supplied CA, whose root may sign other CAs as well, the leaf's
+// issuer holds this CA's issuing key. An issuer name (issuedHere) proves
+// neither. keybound's own root signs only its intermediates, which are
+// re-keyed when re-issued, so for it the root is the proof.
+func (s *Service) IssuedBy(chain []*x509.Certificate) bool {
+	if len(chain) < 2 || !slices.ContainsFunc(s.Issuer.Roots, chain[len(chain)-1].Equal) {
+		return false
 	}
-	return false
+	if !s.Issuer.External {
+		return true
+	}
+	pub, ok := chain[1].PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(s.Issuer.Cert.PublicKey)
 }
 
 // issuedHere compares issuer names only: after the intermediate is

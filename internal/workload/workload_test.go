@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keybound/keybound/internal/ca"
 	"github.com/keybound/keybound/internal/identity"
 	"github.com/keybound/keybound/internal/store"
 	"github.com/keybound/keybound/internal/workload"
@@ -557,17 +558,61 @@ func TestRevokeAndView(t *testing.T) {
 	if _, ok := f.svc.ClientOf(foreign); ok {
 		t.Error("ClientOf accepted a foreign certificate")
 	}
-	// Only the CA's roots are trust anchors: not its intermediate, not a
-	// certificate it issued, not another CA's.
-	for _, r := range f.svc.Issuer.Roots {
-		if !f.svc.TrustAnchor(r) {
-			t.Errorf("root %s is not a trust anchor", r.Subject)
-		}
+	// A chain is this CA's when it ends at one of its roots.
+	own := append([]*x509.Certificate{live.Cert}, append(f.svc.Issuer.Chain, f.svc.Issuer.Roots...)...)
+	if !f.svc.IssuedBy(own) {
+		t.Error("a chain of this CA's own leaf is not IssuedBy it")
 	}
-	for name, c := range map[string]*x509.Certificate{"intermediate": f.svc.Issuer.Cert, "leaf": live.Cert, "foreign": foreign} {
-		if f.svc.TrustAnchor(c) {
-			t.Errorf("%s taken for a trust anchor", name)
+	if f.svc.IssuedBy([]*x509.Certificate{live.Cert, f.svc.Issuer.Cert}) || f.svc.IssuedBy([]*x509.Certificate{foreign}) {
+		t.Error("a chain not ending at a root of this CA is IssuedBy it")
+	}
+}
+
+// TestIssuedByOperatorCA: with an operator-supplied CA, whose root may sign
+// other CAs, a chain counts only if the leaf's issuer holds the configured
+// issuing CA's key: a sibling CA under the same root with the same name
+// could otherwise mint workload identities.
+func TestIssuedByOperatorCA(t *testing.T) {
+	mk := func(tmpl, parent *x509.Certificate, signer *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
+		t.Helper()
+		key := newKey(t)
+		if parent == nil {
+			parent, signer = tmpl, key
 		}
+		der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c, key
+	}
+	caTmpl := func(serial int64, cn string) *x509.Certificate {
+		return &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn}, IsCA: true, BasicConstraintsValid: true,
+			KeyUsage: x509.KeyUsageCertSign, NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(24 * time.Hour)}
+	}
+	root, rootKey := mk(caTmpl(1, "corp root"), nil, nil)
+	issuing, issuingKey := mk(caTmpl(2, "workload CA"), root, rootKey)
+	sibling, siblingKey := mk(caTmpl(3, "workload CA"), root, rootKey) // same name, other key
+	u, _ := url.Parse("spiffe://corp.example/client/victim")
+	leafTmpl := &x509.Certificate{SerialNumber: big.NewInt(4), Subject: pkix.Name{CommonName: "victim"}, URIs: []*url.URL{u},
+		NotBefore: t0.Add(-time.Hour), NotAfter: t0.Add(time.Hour), ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	good, _ := mk(leafTmpl, issuing, issuingKey)
+	forged, _ := mk(leafTmpl, sibling, siblingKey)
+
+	svc := &workload.Service{Issuer: &ca.Issuer{Cert: issuing, Chain: []*x509.Certificate{issuing}, Roots: []*x509.Certificate{root}, External: true}}
+	if !svc.IssuedBy([]*x509.Certificate{good, issuing, root}) {
+		t.Error("a leaf of the configured issuing CA is not IssuedBy it")
+	}
+	if svc.IssuedBy([]*x509.Certificate{forged, sibling, root}) {
+		t.Error("a leaf of a same-named sibling CA under the same root is IssuedBy the workload CA")
+	}
+	// keybound's own root signs only its intermediates: the root is proof.
+	own := &workload.Service{Issuer: &ca.Issuer{Cert: issuing, Chain: []*x509.Certificate{issuing}, Roots: []*x509.Certificate{root}}}
+	if !own.IssuedBy([]*x509.Certificate{forged, sibling, root}) {
+		t.Error("with keybound's own CA, a chain to its root is not IssuedBy it")
 	}
 }
 
