@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keybound/keybound/internal/app"
 	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/dpop"
 	"github.com/keybound/keybound/internal/inventory"
@@ -77,7 +78,9 @@ func testRoutes(up string) []route.Spec {
 	}
 }
 
-func startGateway(t *testing.T, mutate func(*config.Config)) *gwHarness {
+// startGateway starts a server with the test routes on its gateway; opts
+// go to app.New after the gateway listener.
+func startGateway(t *testing.T, mutate func(*config.Config), opts ...app.Option) *gwHarness {
 	t.Helper()
 	up := newUpstream(t)
 	gl, err := net.Listen("tcp", "127.0.0.1:0")
@@ -85,14 +88,14 @@ func startGateway(t *testing.T, mutate func(*config.Config)) *gwHarness {
 		t.Fatal(err)
 	}
 	g := &gwHarness{up: up, gw: "https://" + gl.Addr().String(), auditFile: filepath.Join(t.TempDir(), "audit.jsonl")}
-	g.harness = startWith(t, func(c *config.Config) {
+	g.harness = startApp(t, func(c *config.Config) {
 		c.Gateway.Addr = gl.Addr().String()
 		c.Gateway.Routes = testRoutes(up.URL)
 		c.Gateway.Audit.File = g.auditFile
 		if mutate != nil {
 			mutate(c)
 		}
-	}, gl)
+	}, append([]app.Option{app.WithGatewayListener(gl)}, opts...)...)
 	return g
 }
 

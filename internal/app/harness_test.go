@@ -56,6 +56,12 @@ func startWithOptions(t *testing.T, mutate func(*config.Config), gl net.Listener
 	if configFile != "" {
 		opts = append(opts, app.WithConfigFile(configFile))
 	}
+	return startApp(t, mutate, opts...)
+}
+
+// startApp starts a server with opts and an admin client for it.
+func startApp(t *testing.T, mutate func(*config.Config), opts ...app.Option) *harness {
+	t.Helper()
 	s := apptest.Start(t, mutate, opts...)
 	h := &harness{t: t, cfg: s.Config, issuer: s.Issuer, pool: s.Pool, adminID: s.Admin.ClientID, logs: s.Logs, stop: s.Stop}
 	d := s.Admin

@@ -1,48 +1,21 @@
 package app_test
 
 import (
-	"context"
-	"net"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/keybound/keybound/internal/adminapi"
 	"github.com/keybound/keybound/internal/app"
-	"github.com/keybound/keybound/internal/app/apptest"
-	"github.com/keybound/keybound/internal/config"
 	"github.com/keybound/keybound/internal/inventory"
 	"github.com/keybound/keybound/internal/replay"
-	"github.com/keybound/keybound/sdk"
 )
 
 // smallReplay is the size of the DPoP replay caches these tests fill:
 // eight keys per shard, so the few proofs a test makes before filling it
 // never fill a shard by chance.
 const smallReplay = 8 * 64
-
-// startWithReplays is startWithOptions with the app's replay caches
-// replaced by proofs and assertions.
-func startWithReplays(t *testing.T, mutate func(*config.Config), gl net.Listener, proofs, assertions *replay.Cache) *harness {
-	t.Helper()
-	opts := []app.Option{app.WithReplayCaches(proofs, assertions)}
-	if gl != nil {
-		opts = append(opts, app.WithGatewayListener(gl))
-	}
-	s := apptest.Start(t, mutate, opts...)
-	h := &harness{t: t, cfg: s.Config, issuer: s.Issuer, pool: s.Pool, adminID: s.Admin.ClientID, logs: s.Logs, stop: s.Stop}
-	d := s.Admin
-	key, err := sdk.LoadPrivateKey(d.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ac := &sdk.Config{TokenURL: d.TokenEndpoint, ClientID: d.ClientID, Key: key, KeyID: d.KeyID, Scopes: []string{adminapi.Scope}, DPoP: true, HTTPClient: h.httpClient(nil)}
-	h.admin = ac.Client(context.Background())
-	return h
-}
 
 // fill claims made-up keys in c until every shard is full.
 func fill(t *testing.T, c *replay.Cache, size int) {
@@ -73,7 +46,7 @@ func fullLines(h *harness, cache string) int {
 // per request.
 func TestFullDPoPReplayCacheLeavesClientAssertionsWorking(t *testing.T) {
 	proofs := replay.New(smallReplay, nil)
-	h := startWithReplays(t, nil, nil, proofs, replay.New(0, nil))
+	h := startApp(t, nil, app.WithReplayCaches(proofs, replay.New(0, nil)))
 	c := h.newKeyClient(inventory.Registration{Scope: "a", AllowBearer: true})
 	fill(t, proofs, smallReplay)
 
@@ -108,17 +81,7 @@ func TestFullDPoPReplayCacheLeavesClientAssertionsWorking(t *testing.T) {
 // legitimate request gets a 503 problem, not a refusal of its proof.
 func TestGatewayProofsByAnotherKeyTakeNoReplaySlot(t *testing.T) {
 	proofs := replay.New(smallReplay, nil)
-	up := newUpstream(t)
-	gl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := &gwHarness{up: up, gw: "https://" + gl.Addr().String(), auditFile: filepath.Join(t.TempDir(), "audit.jsonl")}
-	g.harness = startWithReplays(t, func(c *config.Config) {
-		c.Gateway.Addr = gl.Addr().String()
-		c.Gateway.Routes = testRoutes(up.URL)
-		c.Gateway.Audit.File = g.auditFile
-	}, gl, proofs, replay.New(0, nil))
+	g := startGateway(t, nil, app.WithReplayCaches(proofs, replay.New(0, nil)))
 	ck := g.newKeyClient(inventory.Registration{Scope: "invoices:read"})
 	dkey := newEC(t)
 	tok := g.tokenFor(ck, dkey)
