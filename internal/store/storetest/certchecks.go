@@ -175,27 +175,9 @@ func testCertLiveLimitRace(t *testing.T, s store.Store) {
 		}
 	}
 	const n = 8
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		wins int
-	)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.CreateCertificate(ctx, workloadCert(fmt.Sprintf("%x", 0x100+i), "w1", time.Second), "", limit, certEvent("cert.issue", "w1"))
-			switch {
-			case err == nil:
-				mu.Lock()
-				wins++
-				mu.Unlock()
-			case !errors.Is(err, store.ErrLimit):
-				t.Errorf("concurrent issuance: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
+	wins := race(t, n, store.ErrLimit, func(i int) error {
+		return s.CreateCertificate(ctx, workloadCert(fmt.Sprintf("%x", 0x100+i), "w1", time.Second), "", limit, certEvent("cert.issue", "w1"))
+	})
 	if wins != 1 {
 		t.Errorf("%d concurrent issuances succeeded; want exactly 1", wins)
 	}
@@ -239,29 +221,38 @@ func testJoinTokenLimit(t *testing.T, s store.Store) {
 
 	// Concurrent creations for w2 under a limit of 1: exactly one is stored.
 	const n = 8
+	wins := race(t, n, store.ErrLimit, func(i int) error {
+		jt := &store.JoinToken{ID: fmt.Sprintf("race%d", i), ClientID: "w2", Hash: []byte{1}, CreatedAt: at(0), ExpiresAt: at(time.Hour)}
+		return s.CreateJoinToken(ctx, jt, 1, event("join_token.create", "w2", 0))
+	})
+	if n, err := s.CountLiveJoinTokens(ctx, "w2", at(0)); wins != 1 || err != nil || n != 1 {
+		t.Errorf("%d concurrent join tokens succeeded and %d are live (%v); want exactly 1", wins, n, err)
+	}
+}
+
+// race runs op(0) to op(n-1) at once and returns how many succeeded. Each
+// other one must fail with refused: a store that serialises its writes
+// lets exactly the ones a check allows through.
+func race(t *testing.T, n int, refused error, op func(i int) error) int {
+	t.Helper()
 	var (
 		wg   sync.WaitGroup
 		mu   sync.Mutex
 		wins int
 	)
 	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			jt := &store.JoinToken{ID: fmt.Sprintf("race%d", i), ClientID: "w2", Hash: []byte{1}, CreatedAt: at(0), ExpiresAt: at(time.Hour)}
-			err := s.CreateJoinToken(ctx, jt, 1, event("join_token.create", "w2", 0))
+		wg.Go(func() {
+			err := op(i)
 			switch {
 			case err == nil:
 				mu.Lock()
 				wins++
 				mu.Unlock()
-			case !errors.Is(err, store.ErrLimit):
-				t.Errorf("concurrent join token: %v", err)
+			case !errors.Is(err, refused):
+				t.Errorf("concurrent call %d: %v, want success or %v", i, err, refused)
 			}
-		}()
+		})
 	}
 	wg.Wait()
-	if n, err := s.CountLiveJoinTokens(ctx, "w2", at(0)); wins != 1 || err != nil || n != 1 {
-		t.Errorf("%d concurrent join tokens succeeded and %d are live (%v); want exactly 1", wins, n, err)
-	}
+	return wins
 }

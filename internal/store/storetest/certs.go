@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sync"
 	"testing"
 	"time"
 
@@ -254,27 +253,9 @@ func testJoinTokenRace(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	const n = 16
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		wins int
-	)
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			err := s.CreateCertificate(ctx, workloadCert(fmt.Sprintf("%x", 0x100+i), "w1", time.Second), "race", 0, certEvent("cert.issue", "w1"))
-			switch {
-			case err == nil:
-				mu.Lock()
-				wins++
-				mu.Unlock()
-			case !errors.Is(err, store.ErrJoinTokenSpent):
-				t.Errorf("concurrent consumer: %v", err)
-			}
-		}()
-	}
-	wg.Wait()
+	wins := race(t, n, store.ErrJoinTokenSpent, func(i int) error {
+		return s.CreateCertificate(ctx, workloadCert(fmt.Sprintf("%x", 0x100+i), "w1", time.Second), "race", 0, certEvent("cert.issue", "w1"))
+	})
 	if wins != 1 {
 		t.Errorf("%d consumers of one join token succeeded; want exactly 1", wins)
 	}
