@@ -2,6 +2,7 @@ package workload_test
 
 import (
 	"context"
+	"fmt"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
@@ -121,15 +122,26 @@ func liveCerts(t *testing.T, f *fixture, id string) []*store.WorkloadCertificate
 // revoked every live certificate it saw; the new one must not be stored,
 // or it would be live and missing from the CRL.
 func TestIssueRacesClientRevocation(t *testing.T) {
-	for _, to := range []identity.Status{identity.StatusRevoked, identity.StatusSuspended} {
-		t.Run(string(to), func(t *testing.T) {
+	for _, tc := range []struct {
+		to     identity.Status
+		holder bool // the identity already holds a live certificate
+	}{
+		{identity.StatusRevoked, false},
+		{identity.StatusSuspended, false},
+		{identity.StatusRevoked, true}, // the revoke revokes that one; none is left
+	} {
+		t.Run(fmt.Sprintf("%s, holder=%v", tc.to, tc.holder), func(t *testing.T) {
 			f := newFixture(t)
 			f.client("kb-svc", nil)
 			svc, hs := hooked(t, f)
 			ctx := context.Background()
 			csr := csrPEM(t, newKey(t), nil)
-			before := len(liveCerts(t, f, "kb-svc"))
-			hs.beforeCreate = func() { setStatus(t, f, svc, "kb-svc", to) }
+			if tc.holder {
+				if _, err := svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csr, Via: workload.ViaAdmin, Actor: "admin"}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			hs.beforeCreate = func() { setStatus(t, f, svc, "kb-svc", tc.to) }
 			is, err := svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csr, Via: workload.ViaPrivateKeyJWT, Actor: "kb-svc"})
 			if !errors.Is(err, workload.ErrClientNotUsable) || is != nil {
 				t.Fatalf("Issue = %v; want ErrClientNotUsable", err)
@@ -137,27 +149,10 @@ func TestIssueRacesClientRevocation(t *testing.T) {
 			if status, _, _, _, _, ok := workload.Problem(err); !ok || status != 403 {
 				t.Errorf("the refusal renders as %d, %v; want 403", status, ok)
 			}
-			if got := liveCerts(t, f, "kb-svc"); len(got) != before {
-				t.Errorf("live certificates after the refused issuance: %d; want %d", len(got), before)
+			if got := liveCerts(t, f, "kb-svc"); len(got) != 0 {
+				t.Errorf("live certificates after the refused issuance: %d; want 0", len(got))
 			}
 		})
-	}
-
-	// With a certificate already live, a revoke in between leaves none.
-	f := newFixture(t)
-	f.client("kb-svc", nil)
-	svc, hs := hooked(t, f)
-	ctx := context.Background()
-	csr := csrPEM(t, newKey(t), nil)
-	if _, err := svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csr, Via: workload.ViaAdmin, Actor: "admin"}); err != nil {
-		t.Fatal(err)
-	}
-	hs.beforeCreate = func() { setStatus(t, f, svc, "kb-svc", identity.StatusRevoked) }
-	if _, err := svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csr, Via: workload.ViaAdmin, Actor: "admin"}); !errors.Is(err, workload.ErrClientNotUsable) {
-		t.Fatalf("Issue = %v; want ErrClientNotUsable", err)
-	}
-	if got := liveCerts(t, f, "kb-svc"); len(got) != 0 {
-		t.Errorf("a revoked identity holds %d live certificates", len(got))
 	}
 }
 
@@ -187,6 +182,28 @@ func TestRenewRacesCertificateRevocation(t *testing.T) {
 	}
 }
 
+// concurrentUnderLimit runs op n times at once and returns how many
+// succeeded; every other call must be refused with ErrLimit.
+func concurrentUnderLimit(t *testing.T, n int, op func() error) int {
+	t.Helper()
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() { errs[i] = op() })
+	}
+	wg.Wait()
+	wins := 0
+	for _, err := range errs {
+		switch {
+		case err == nil:
+			wins++
+		case !errors.Is(err, workload.ErrLimit):
+			t.Errorf("concurrent call: %v; want success or ErrLimit", err)
+		}
+	}
+	return wins
+}
+
 // TestLiveCertificateLimitConcurrent: one below the limit, concurrent
 // issuances store exactly one more.
 func TestLiveCertificateLimitConcurrent(t *testing.T) {
@@ -202,23 +219,10 @@ func TestLiveCertificateLimitConcurrent(t *testing.T) {
 	const n = 8
 	svc, hs := hooked(t, f)
 	hs.barrier = newBarrier(n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			_, errs[i] = svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csr, Via: workload.ViaAdmin, Actor: "admin"})
-		})
-	}
-	wg.Wait()
-	wins := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			wins++
-		case !errors.Is(err, workload.ErrLimit):
-			t.Errorf("concurrent issuance: %v; want success or ErrLimit", err)
-		}
-	}
+	wins := concurrentUnderLimit(t, n, func() error {
+		_, err := svc.Issue(ctx, workload.Request{ClientID: "kb-svc", CSR: csr, Via: workload.ViaAdmin, Actor: "admin"})
+		return err
+	})
 	if wins != 1 {
 		t.Errorf("%d concurrent issuances succeeded; want exactly 1", wins)
 	}
@@ -241,21 +245,10 @@ func TestJoinTokenLimitConcurrent(t *testing.T) {
 	const n = 8
 	svc, hs := hooked(t, f)
 	hs.barrier = newBarrier(n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() { _, errs[i] = svc.CreateJoinToken(ctx, "admin", "kb-svc", 0) })
-	}
-	wg.Wait()
-	wins := 0
-	for _, err := range errs {
-		switch {
-		case err == nil:
-			wins++
-		case !errors.Is(err, workload.ErrLimit):
-			t.Errorf("concurrent join token: %v; want success or ErrLimit", err)
-		}
-	}
+	wins := concurrentUnderLimit(t, n, func() error {
+		_, err := svc.CreateJoinToken(ctx, "admin", "kb-svc", 0)
+		return err
+	})
 	if live, err := f.st.CountLiveJoinTokens(ctx, "kb-svc", f.clock.Now()); wins != 1 || err != nil || live != workload.MaxLiveJoinTokensPerClient {
 		t.Errorf("%d concurrent join tokens succeeded, %d live (%v); want 1 and the limit %d", wins, live, err, workload.MaxLiveJoinTokensPerClient)
 	}
