@@ -2,11 +2,11 @@ package workload_test
 
 import (
 	"context"
-	"fmt"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
