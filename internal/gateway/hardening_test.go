@@ -673,40 +673,64 @@ func TestGatewayRefusesLowerCaseMethods(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.method, func(t *testing.T) {
-			before := len(seen.all())
-			resp, body := send(t, tc.method, tg.URL+"/x/1", map[string]string{"Authorization": goodToken})
-			if resp.StatusCode != tc.status {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			var detail []string
+			if tc.reason == "invalid_method" {
+				detail = []string{`"` + tc.method + `"`}
 			}
-			ev := tg.audit.waitFor(t, i+1)[i]
-			if ev.Status != tc.status || ev.Reason != tc.reason || ev.Method != tc.method {
-				t.Errorf("audited %d %q %q, want %d %q %q", ev.Status, ev.Reason, ev.Method, tc.status, tc.reason, tc.method)
-			}
-			if tc.reason != "invalid_method" {
-				return
-			}
-			if n := len(seen.all()) - before; n != 0 {
-				t.Errorf("upstream saw %d requests, want none", n)
-			}
-			if ev.Decision != "deny" {
-				t.Errorf("audited decision %q, want deny", ev.Decision)
-			}
-			if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
-				t.Errorf("Content-Type %q, want application/problem+json", ct)
-			}
-			var p struct {
-				Type   string `json:"type"`
-				Status int    `json:"status"`
-				Detail string `json:"detail"`
-			}
-			if err := json.Unmarshal([]byte(body), &p); err != nil {
-				t.Fatalf("problem body %q: %v", body, err)
-			}
-			if p.Type != "urn:keybound:problem:invalid-method" || p.Status != tc.status || !strings.Contains(p.Detail, `"`+tc.method+`"`) {
-				t.Errorf("problem %+v; want type invalid-method, status %d, detail naming %q", p, tc.status, tc.method)
+			ev := tg.expect(t, &seen, i, tc.method, "/x/1", tc.status, tc.reason, detail...)
+			if ev.Method != tc.method {
+				t.Errorf("audited method %q, want %q", ev.Method, tc.method)
 			}
 		})
 	}
+}
+
+// expect sends method path as the caller holding goodToken, the n-th
+// request of the test, and checks what the caller and the audit trail see:
+// the status and the event's reason; for a refusal (reason not "ok" and
+// not a token refusal checked elsewhere), a deny event, an RFC 9457 problem
+// whose type is the reason and whose detail holds each of detail, and an
+// upstream that saw nothing.
+func (tg *testGateway) expect(t *testing.T, seen *seenUpstream, n int, method, path string, status int, reason string, detail ...string) store.AuditEvent {
+	t.Helper()
+	before := len(seen.all())
+	resp, body := send(t, method, tg.URL+path, map[string]string{"Authorization": goodToken})
+	if resp.StatusCode != status {
+		t.Fatalf("status %d, want %d: %s", resp.StatusCode, status, body)
+	}
+	ev := tg.audit.waitFor(t, n+1)[n]
+	if ev.Status != status || ev.Reason != reason {
+		t.Errorf("audited %d %q, want %d %q", ev.Status, ev.Reason, status, reason)
+	}
+	if len(detail) == 0 {
+		return ev
+	}
+	if ev.Decision != "deny" {
+		t.Errorf("audited decision %q, want deny", ev.Decision)
+	}
+	if k := len(seen.all()) - before; k != 0 {
+		t.Errorf("upstream saw %d requests, want none", k)
+	}
+	if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("Content-Type %q, want application/problem+json", ct)
+	}
+	var p struct {
+		Type   string `json:"type"`
+		Status int    `json:"status"`
+		Detail string `json:"detail"`
+	}
+	if err := json.Unmarshal([]byte(body), &p); err != nil {
+		t.Fatalf("problem body %q: %v", body, err)
+	}
+	if want := "urn:keybound:problem:" + strings.ReplaceAll(reason, "_", "-"); p.Type != want || p.Status != status {
+		t.Errorf("problem %+v; want type %s, status %d", p, want, status)
+	}
+	for _, d := range detail {
+		if !strings.Contains(p.Detail, d) {
+			t.Errorf("problem detail %q does not say %q", p.Detail, d)
+		}
+	}
+	return ev
 }
 
 // TestGatewayRefusesAmbiguousPaths: with a restricted route and an
@@ -735,24 +759,11 @@ func TestGatewayRefusesAmbiguousPaths(t *testing.T) {
 	}
 	for i, tc := range cases {
 		t.Run(tc.path, func(t *testing.T) {
-			before := len(seen.all())
-			resp, body := send(t, "GET", tg.URL+tc.path, map[string]string{"Authorization": goodToken})
-			if resp.StatusCode != tc.status {
-				t.Fatalf("status %d, want %d: %s", resp.StatusCode, tc.status, body)
+			var detail []string
+			if tc.reason == "ambiguous_path" {
+				detail = []string{"stricter policy", "exact path"}
 			}
-			ev := tg.audit.waitFor(t, i+1)[i]
-			if ev.Status != tc.status || ev.Reason != tc.reason {
-				t.Errorf("audited %d %q, want %d %q", ev.Status, ev.Reason, tc.status, tc.reason)
-			}
-			if tc.reason != "ambiguous_path" {
-				return
-			}
-			if n := len(seen.all()) - before; n != 0 {
-				t.Errorf("upstream saw %d requests, want none", n)
-			}
-			if !strings.Contains(body, "stricter policy") || !strings.Contains(body, "exact path") {
-				t.Errorf("problem does not say what to fix: %s", body)
-			}
+			tg.expect(t, &seen, i, "GET", tc.path, tc.status, tc.reason, detail...)
 		})
 	}
 }
