@@ -26,13 +26,34 @@ const (
 	chainCacheTTL = 5 * time.Minute
 )
 
+// boundedMap is a map keyed by a content hash that put empties when it
+// holds its bound: every cache here holds what it can recompute, so
+// forgetting is safe, and a flood of distinct keys only costs recomputing.
+// The zero value is ready to use.
+type boundedMap[V any] struct {
+	mu sync.Mutex
+	m  map[[32]byte]V
+}
+
+func (b *boundedMap[V]) get(k [32]byte) (V, bool) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	v, ok := b.m[k]
+	return v, ok
+}
+
+func (b *boundedMap[V]) put(k [32]byte, v V, bound int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m == nil || len(b.m) >= bound {
+		b.m = make(map[[32]byte]V)
+	}
+	b.m[k] = v
+}
+
 // keySetCache remembers parsed registered JWK sets by SHA-256 of their bytes
 // and the kid asked for: parsing is a tenth of a private_key_jwt check.
-// The zero value is ready to use.
-type keySetCache struct {
-	mu sync.Mutex
-	m  map[[32]byte][]jose.JSONWebKey
-}
+type keySetCache struct{ boundedMap[[]jose.JSONWebKey] }
 
 func (c *keySetCache) get(raw json.RawMessage, kid string) ([]jose.JSONWebKey, error) {
 	h := sha256.New()
@@ -41,36 +62,25 @@ func (c *keySetCache) get(raw json.RawMessage, kid string) ([]jose.JSONWebKey, e
 	h.Write([]byte(kid))
 	var key [32]byte
 	h.Sum(key[:0])
-	c.mu.Lock()
-	keys, ok := c.m[key]
-	c.mu.Unlock()
-	if ok {
+	if keys, ok := c.boundedMap.get(key); ok {
 		return keys, nil
 	}
 	keys, err := parseJWKS(raw, kid)
 	if err != nil {
 		return nil, err
 	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedKeySets {
-		c.m = map[[32]byte][]jose.JSONWebKey{}
-	}
-	c.m[key] = keys
-	c.mu.Unlock()
+	c.put(key, keys, maxCachedKeySets)
 	return keys, nil
 }
 
 // chainCache remembers certificate chains that verified, by SHA-256 of the
 // presented certificates, until the earliest of their expiries or
 // chainCacheTTL. A chain verify costs a signature check per certificate on
-// every mTLS token request otherwise. The zero value is ready to use.
-type chainCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]chainEntry
-}
+// every mTLS token request otherwise.
+type chainCache struct{ boundedMap[chainEntry] }
 
 // chainEntry is a verified chain: until when it is trusted, and whether it
-// verified to a workload CA root.
+// is the workload CA's (WorkloadCerts.IssuedBy).
 type chainEntry struct {
 	until    time.Time
 	workload bool
@@ -88,11 +98,9 @@ func chainKey(certs []*x509.Certificate) [32]byte {
 }
 
 // verified reports whether the chain k verified and is still trusted at
-// now, and if so whether it verified to a workload CA root.
+// now, and if so whether it is the workload CA's.
 func (c *chainCache) verified(k [32]byte, now time.Time) (ok, workload bool) {
-	c.mu.Lock()
-	e, found := c.m[k]
-	c.mu.Unlock()
+	e, found := c.get(k)
 	if !found || !now.Before(e.until) {
 		return false, false
 	}
@@ -106,23 +114,15 @@ func (c *chainCache) remember(k [32]byte, certs []*x509.Certificate, now time.Ti
 			until = cert.NotAfter
 		}
 	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedChains {
-		c.m = map[[32]byte]chainEntry{}
-	}
-	c.m[k] = chainEntry{until: until, workload: workload}
-	c.mu.Unlock()
+	c.put(k, chainEntry{until: until, workload: workload}, maxCachedChains)
 }
 
 // subjectCache remembers subjectMatches' answers by SHA-256 of the
 // certificate's raw subject and the registered DN: the answer depends on
 // nothing else, and parsing both names (the certificate's through
 // encoding/asn1) cost about 4 % of an mTLS token's CPU when done on every
-// request. The zero value is ready to use.
-type subjectCache struct {
-	mu sync.Mutex
-	m  map[[32]byte]bool
-}
+// request.
+type subjectCache struct{ boundedMap[bool] }
 
 func (c *subjectCache) matches(leaf *x509.Certificate, registered string) bool {
 	// The raw subject is DER and may hold any byte, so it is
@@ -135,18 +135,10 @@ func (c *subjectCache) matches(leaf *x509.Certificate, registered string) bool {
 	h.Write([]byte(registered))
 	var key [32]byte
 	h.Sum(key[:0])
-	c.mu.Lock()
-	ok, found := c.m[key]
-	c.mu.Unlock()
-	if found {
+	if ok, found := c.get(key); found {
 		return ok
 	}
-	ok = subjectMatches(leaf, registered)
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxCachedSubjects {
-		c.m = map[[32]byte]bool{}
-	}
-	c.m[key] = ok
-	c.mu.Unlock()
+	ok := subjectMatches(leaf, registered)
+	c.put(key, ok, maxCachedSubjects)
 	return ok
 }
