@@ -298,7 +298,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	} else {
 		ev.Decision, ev.Reason = "allow", "ok"
 		ctx := withDecision(r.Context(), d)
-		if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		if isWebSocket(r.Header) {
 			// ReverseProxy closes a tunnel when the request's context ends.
 			// A tunnel is checked once, at the upgrade, so it ends when the
 			// token it was opened with expires: a revoked or suspended
@@ -331,6 +331,10 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		tunnelDone()
 	}
 }
+
+// isWebSocket reports whether h asks for the one protocol switch the
+// gateway tunnels.
+func isWebSocket(h http.Header) bool { return strings.EqualFold(h.Get("Upgrade"), "websocket") }
 
 // maxKeyTunnel bounds a WebSocket tunnel opened with a credential that has
 // no expiry (a legacy static API key), so a revoked key's tunnel ends too.
@@ -428,7 +432,7 @@ func (g *Gateway) decide(r *http.Request, ev *store.AuditEvent) (*decision, *den
 		}
 	}
 	if caller != nil && caller.Claims != nil && !caller.Claims.Expiry.IsZero() && !caller.Claims.Expiry.After(g.now()) &&
-		strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		isWebSocket(r.Header) {
 		// Accepted within the verifier's clock-skew leeway, but a tunnel
 		// lives until the token's exp, which has passed: it would be cut
 		// before it opened, and the client blamed on the upstream.
@@ -559,7 +563,7 @@ func (g *Gateway) rewrite(pr *httputil.ProxyRequest) {
 	// request goes on as a plain one, which RFC 9110 section 7.8 lets a
 	// server do by ignoring Upgrade; ReverseProxy then refuses (502) a 101
 	// the upstream sends anyway, since none was asked for.
-	if up := h.Get("Upgrade"); up != "" && !strings.EqualFold(up, "websocket") {
+	if h.Get("Upgrade") != "" && !isWebSocket(h) {
 		h.Del("Upgrade")
 		h.Del("Connection") // ReverseProxy set it to "Upgrade" alone
 	}

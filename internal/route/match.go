@@ -315,11 +315,11 @@ func (n *node) each(rest string, more bool, host, method string, fold bool, visi
 // exact path also matches lost to matched by precedence, which a lenient
 // upstream applies too.
 func (t *Table) ambiguous(path, host, method string, matched *Route) bool {
-	exact := map[*Route]bool{}
-	t.root.each(path[1:], true, host, method, false, func(r *Route) bool { exact[r] = true; return false })
+	var exact []*Route // a few at most: the routes sharing this path
+	t.root.each(path[1:], true, host, method, false, func(r *Route) bool { exact = append(exact, r); return false })
 	for _, alt := range lenientReadings(path) {
 		if t.root.each(alt[1:], true, host, method, true, func(r *Route) bool {
-			return !exact[r] && bypasses(matched, r, method)
+			return !slices.Contains(exact, r) && bypasses(matched, r, method)
 		}) {
 			return true
 		}
