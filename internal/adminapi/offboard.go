@@ -65,31 +65,14 @@ func (a *API) offboard(w http.ResponseWriter, r *http.Request, caller *protect.C
 	if err := decode(r, &req); err != nil {
 		return err
 	}
-	if !req.DryRun {
-		// An offboarding that matches the caller would lock it out, like
-		// suspending or revoking itself: find out first, changing nothing.
-		dry := inventory.OffboardRequest(req)
-		dry.DryRun = true
-		res, err := a.Inventory.Offboard(r.Context(), actor(caller), dry)
-		var ve *inventory.ValidationError
-		switch {
-		case errors.As(err, &ve):
-			// Refused as invalid: the real request below is refused the same
-			// way and renders it.
-		case err != nil:
-			return err // fail closed: without the check, nothing changes
-		default:
-			for _, it := range res.Items {
-				if it.Changed && it.Client.ID == caller.Claims.ClientID {
-					return problem.New(http.StatusConflict, "self-lockout", "Refused",
-						"the filter matches the calling admin identity "+it.Client.ID+", which would lock itself out; narrow the filter or use another admin identity")
-				}
-			}
-		}
-	}
-	res, err := a.Inventory.Offboard(r.Context(), actor(caller), inventory.OffboardRequest(req))
+	ireq := inventory.OffboardRequest{Owner: req.Owner, Vendor: req.Vendor, Environment: req.Environment, Purpose: req.Purpose, Tag: req.Tag,
+		Action: req.Action, Reason: req.Reason, DryRun: req.DryRun, Caller: caller.Claims.ClientID}
+	res, err := a.Inventory.Offboard(r.Context(), actor(caller), ireq)
 	var ve *inventory.ValidationError
 	switch {
+	case errors.Is(err, inventory.ErrSelfLockout):
+		return problem.New(http.StatusConflict, "self-lockout", "Refused",
+			"the filter matches the calling admin identity "+ireq.Caller+", which would lock itself out; narrow the filter or use another admin identity")
 	case errors.As(err, &ve):
 		return invalid("invalid-offboard", "Offboarding refused", fieldErrors(ve)...)
 	case errors.Is(err, store.ErrStale), errors.Is(err, store.ErrNotFound):

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"context"
 	"fmt"
 	"slices"
@@ -52,7 +53,15 @@ type OffboardRequest struct {
 	Action string
 	Reason string
 	DryRun bool
+	// Caller is the identity making the request. An offboarding that would
+	// change it (not a dry run) is refused with ErrSelfLockout: an admin
+	// identity must not suspend or revoke itself.
+	Caller string `json:"-"`
 }
+
+// ErrSelfLockout refuses an offboarding that would change the calling
+// identity.
+var ErrSelfLockout = errors.New("inventory: the offboarding would change the calling identity")
 
 // OffboardItem is one matching identity: its status before and after.
 // Changed is false when the identity already had the new status, or was
@@ -179,6 +188,9 @@ func (s *Service) Offboard(ctx context.Context, actor string, req OffboardReques
 	}
 	if req.DryRun || len(changes) == 0 {
 		return res, nil
+	}
+	if req.Caller != "" && slices.ContainsFunc(changes, func(c store.StatusChange) bool { return c.ID == req.Caller }) {
+		return nil, fmt.Errorf("%w %s", ErrSelfLockout, req.Caller)
 	}
 	if err := s.Store.SetClientsStatus(ctx, changes, evs); err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
