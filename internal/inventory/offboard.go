@@ -1,8 +1,8 @@
 package inventory
 
 import (
-	"errors"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
