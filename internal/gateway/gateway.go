@@ -11,7 +11,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"crypto/x509"
 	"errors"
@@ -265,7 +264,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		SourceAddr: r.RemoteAddr,
 		BytesIn:    max(r.ContentLength, 0),
 	}
-	cw := &countingWriter{ResponseWriter: w}
+	cw := &web.StatusWriter{ResponseWriter: w}
 	// tunnelDone deregisters a WebSocket tunnel, after its event is
 	// recorded: CloseTunnels waits for it to mean "audited".
 	var tunnelDone func()
@@ -281,8 +280,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				ev.Decision = "deny" // it panicked before reaching the upstream
 			}
 			ev.Reason = reasonAborted
-			if cw.status != 0 {
-				ev.Status = cw.status
+			if cw.Status != 0 {
+				ev.Status = cw.Status
 			}
 			g.record(&ev, cw, start)
 			if tunnelDone != nil {
@@ -321,7 +320,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		r = r.WithContext(ctx)
 		g.proxy.ServeHTTP(cw, r)
-		ev.Status = cw.status
+		ev.Status = cw.Status
 		if ev.Status >= 502 && ev.Status <= 504 {
 			ev.Reason = reasonUpstreamError
 		}
@@ -342,8 +341,8 @@ const maxKeyTunnel = time.Hour
 
 // record completes ev with what was written and hands it to the audit trail
 // and the metrics.
-func (g *Gateway) record(ev *store.AuditEvent, cw *countingWriter, start time.Time) {
-	ev.BytesOut = cw.n
+func (g *Gateway) record(ev *store.AuditEvent, cw *web.StatusWriter, start time.Time) {
+	ev.BytesOut = cw.Bytes
 	ev.LatencyMicros = g.now().Sub(start).Microseconds()
 	if !g.audit.Record(*ev) && g.cfg.FailClosed {
 		// The response is already written; the next requests are refused
@@ -753,50 +752,6 @@ func (g *Gateway) render(w http.ResponseWriter, r *http.Request, d *deny) {
 	p.Instance = r.URL.Path
 	problem.Write(w, p)
 }
-
-// countingWriter records the final status and the body bytes written.
-type countingWriter struct {
-	http.ResponseWriter
-	status int
-	n      int64
-}
-
-// WriteHeader records the first final status. ReverseProxy passes the
-// upstream's informational responses (103 Early Hints, ...) through here
-// before the real one; they are not what the request got, so only 101,
-// which ends the HTTP exchange, counts among them.
-func (w *countingWriter) WriteHeader(code int) {
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-// Hijack hands over the connection for a protocol switch. ReverseProxy
-// hijacks only after the upstream answered 101 to the Upgrade it asked
-// for, and writes that 101 on the raw connection, not through
-// WriteHeader; recording it here is what keeps an upgrade from being
-// audited with status 0. Bytes on the switched connection are not counted.
-func (w *countingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
-	}
-	return c, rw, err
-}
-
-func (w *countingWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	n, err := w.ResponseWriter.Write(b)
-	w.n += int64(n)
-	return n, err
-}
-
-// Unwrap lets http.ResponseController reach Flush and Hijack (streaming,
-// WebSocket upgrades).
-func (w *countingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // objectID is the data object a request addresses, for the audit trail: the
 // path parameter named id, or else the last path parameter.

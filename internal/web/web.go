@@ -65,43 +65,50 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// statusWriter records the status and size of a response for the access log.
-type statusWriter struct {
+// StatusWriter records the final status and the body bytes of a response:
+// for the access log here, and for the gateway's audit events.
+type StatusWriter struct {
 	http.ResponseWriter
-	status int
-	bytes  int64
+	// Status is the final status written (0 before any); Bytes counts the
+	// body bytes written.
+	Status int
+	Bytes  int64
 }
 
 // WriteHeader records the first final status: informational responses
-// passed on first (103 Early Hints) are not what the request got; 101,
-// which ends the HTTP exchange, is.
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
-		w.status = code
+// passed on first (a reverse proxy passes the upstream's 103 Early Hints)
+// are not what the request got; 101, which ends the HTTP exchange, is.
+func (w *StatusWriter) WriteHeader(code int) {
+	if w.Status == 0 && (code >= 200 || code == http.StatusSwitchingProtocols) {
+		w.Status = code
 	}
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// Hijack hands the connection over for a protocol switch; a reverse proxy
-// writes the upstream's 101 on the raw connection, so it is recorded here.
-func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+// Hijack hands the connection over for a protocol switch. A reverse proxy
+// hijacks only after the upstream answered 101, and writes that 101 on the
+// raw connection, not through WriteHeader, so it is recorded here. Bytes
+// on the switched connection are not counted.
+func (w *StatusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil && w.status == 0 {
-		w.status = http.StatusSwitchingProtocols
+	if err == nil && w.Status == 0 {
+		w.Status = http.StatusSwitchingProtocols
 	}
 	return c, rw, err
 }
 
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
+func (w *StatusWriter) Write(b []byte) (int, error) {
+	if w.Status == 0 {
+		w.Status = http.StatusOK
 	}
 	n, err := w.ResponseWriter.Write(b)
-	w.bytes += int64(n)
+	w.Bytes += int64(n)
 	return n, err
 }
 
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+// Unwrap lets http.ResponseController reach Flush and Hijack (streaming,
+// WebSocket upgrades).
+func (w *StatusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Middleware wraps next with a request id (X-Request-Id, generated, never
 // taken from the caller, so logs cannot be forged), a body-size limit, panic
@@ -115,13 +122,13 @@ func Middleware(next http.Handler, maxBody int64, log *slog.Logger) http.Handler
 		if r.Body != nil {
 			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		}
-		sw := &statusWriter{ResponseWriter: w}
+		sw := &StatusWriter{ResponseWriter: w}
 		defer func() {
 			p := recover()
 			aborted := p == http.ErrAbortHandler
 			if p != nil && !aborted {
 				log.Error("panic in handler", AttrRequestID, id, AttrPath, r.URL.Path, AttrError, p)
-				if sw.status == 0 {
+				if sw.Status == 0 {
 					http.Error(sw, `{"error":"server_error","error_description":"internal error; the request id is in X-Request-Id"}`, http.StatusInternalServerError)
 				}
 			}
@@ -129,7 +136,7 @@ func Middleware(next http.Handler, maxBody int64, log *slog.Logger) http.Handler
 				slog.String(AttrRequestID, id),
 				slog.String(AttrMethod, r.Method),
 				slog.String(AttrPath, r.URL.Path),
-				slog.Int(AttrStatus, sw.status),
+				slog.Int(AttrStatus, sw.Status),
 				slog.Float64(AttrDuration, float64(time.Since(start).Microseconds())/1000),
 				slog.String(AttrRemote, r.RemoteAddr),
 			}
