@@ -215,11 +215,11 @@ func validPath(p string) bool {
 // lower-cased (ASP.NET Core, Express), ";" parameters dropped from each
 // segment (Tomcat, Jetty, Spring), "%2F" and "%5C" taken as separators
 // (servers that decode before routing, IIS), empty segments and a trailing
-// "/" ignored (Express, Spring 5). ok is false when p reads the same, which
-// is the common case and costs one scan.
-func lenientPath(p string) (string, bool) {
+// "/" ignored (Express, Spring 5). A path that reads the same, the common
+// case, costs one scan and is returned as it is.
+func lenientPath(p string) string {
 	if !readsLeniently(p) {
-		return "", false
+		return p
 	}
 	b := make([]byte, 0, len(p))
 	param := false // inside a ';' parameter, up to the next '/'
@@ -254,18 +254,14 @@ func lenientPath(p string) (string, bool) {
 	if len(b) == 0 {
 		b = append(b, '/')
 	}
-	alt := string(b)
-	return alt, alt != p
+	return string(b)
 }
 
 // lenientReadings returns the ways a lenient upstream may read p: the
 // lenient path, and when p ends in '/', that path with its '/' kept (for
 // routes whose pattern ends in '/').
 func lenientReadings(p string) []string {
-	alt, _ := lenientPath(p)
-	if alt == "" {
-		alt = p
-	}
+	alt := lenientPath(p)
 	out := []string{alt}
 	if len(p) > 1 && p[len(p)-1] == '/' && alt != "/" {
 		out = append(out, alt+"/")
