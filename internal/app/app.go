@@ -495,16 +495,22 @@ func loadWorkloadIssuer(cfg config.Config, tlsDir string, now time.Time, log *sl
 }
 
 // CAPool reads the CA certificate a CLI or test should trust.
-func CAPool(caFile string) (*x509.CertPool, error) {
-	b, err := os.ReadFile(caFile)
+func CAPool(caFile string) (*x509.CertPool, error) { return appendCAs(nil, caFile) }
+
+// appendCAs adds the PEM certificates in path to pool, a new pool when
+// nil; a file without one is an error naming it.
+func appendCAs(pool *x509.CertPool, path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	p := x509.NewCertPool()
-	if !p.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+	if pool == nil {
+		pool = x509.NewCertPool()
 	}
-	return p, nil
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // Replay cache sizes. DPoP proofs and client assertions have caches of

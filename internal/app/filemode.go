@@ -64,15 +64,9 @@ func trustFile(log *slog.Logger, setting, path string, pool *x509.CertPool) (*x5
 	if err := checkFileMode(log, setting, path, kindTrust); err != nil {
 		return nil, fmt.Errorf("app: %w", err)
 	}
-	b, err := os.ReadFile(path)
+	pool, err := appendCAs(pool, path)
 	if err != nil {
 		return nil, fmt.Errorf("app: %s: %w", setting, err)
-	}
-	if pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(b) {
-		return nil, fmt.Errorf("app: %s: %s holds no PEM certificate", setting, path)
 	}
 	return pool, nil
 }
