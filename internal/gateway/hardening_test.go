@@ -526,23 +526,7 @@ func TestGatewayUpgrades(t *testing.T) {
 	var seen seenUpstream
 	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		seen.add(r)
-		if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
-			_, _ = io.WriteString(w, "plain")
-			return
-		}
-		conn, rw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = rw.Flush()
-		line, err := rw.ReadString('\n')
-		if err != nil {
-			return
-		}
-		_, _ = rw.WriteString(strings.ToUpper(line))
-		_ = rw.Flush()
+		echoTunnel(w, r)
 	}))
 	t.Cleanup(up.Close)
 	tg := startTestGateway(t, gateway.Config{}, []route.Spec{
@@ -593,17 +577,7 @@ func TestGatewayUpgrades(t *testing.T) {
 	t.Run("websocket", func(t *testing.T) {
 		nev := len(tg.audit.all())
 		for _, spelling := range []string{"websocket", "WebSocket"} {
-			conn, err := net.Dial("tcp", tg.Listener.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-			_, _ = io.WriteString(conn, "GET /up HTTP/1.1\r\nHost: gw.test\r\nUpgrade: "+spelling+"\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
-			br := bufio.NewReader(conn)
-			resp, err := http.ReadResponse(br, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+			conn, br, resp := dialTunnel(t, tg, "/up", spelling, "")
 			if resp.StatusCode != http.StatusSwitchingProtocols {
 				t.Fatalf("%s: status %d, want 101", spelling, resp.StatusCode)
 			}
@@ -773,43 +747,19 @@ func TestGatewayRefusesAmbiguousPaths(t *testing.T) {
 // expires; the client must reconnect with a fresh token. A tunnel whose
 // token is still valid stays open.
 func TestGatewayTunnelEndsWithItsToken(t *testing.T) {
-	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		conn, rw, err := http.NewResponseController(w).Hijack()
-		if err != nil {
-			return
-		}
-		defer conn.Close()
-		_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		_ = rw.Flush()
-		for { // echo lines until the other side closes
-			line, err := rw.ReadString('\n')
-			if err != nil {
-				return
-			}
-			_, _ = rw.WriteString(line)
-			_ = rw.Flush()
-		}
-	}))
+	up := httptest.NewServer(http.HandlerFunc(echoTunnel))
 	t.Cleanup(up.Close)
 	tg := startTestGateway(t, gateway.Config{}, []route.Spec{
 		{Name: "ws", Path: "/ws", Upstream: up.URL, Sensitivity: "internal", Scopes: route.ScopeSpec{All: fakeScopes}},
 	})
 	open := func(token string) (net.Conn, *bufio.Reader) {
 		t.Helper()
-		conn, err := net.Dial("tcp", tg.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw.test\r\nAuthorization: "+token+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		br := bufio.NewReader(conn)
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		resp, err := http.ReadResponse(br, nil)
-		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
-			t.Fatalf("upgrade: %v %v", resp, err)
+		conn, br, resp := dialTunnel(t, tg, "/ws", "websocket", token)
+		if resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %d", resp.StatusCode)
 		}
 		_, _ = io.WriteString(conn, "ping\n")
-		if line, err := br.ReadString('\n'); err != nil || line != "ping\n" {
+		if line, err := br.ReadString('\n'); err != nil || line != "PING\n" {
 			t.Fatalf("echo through the tunnel: %q %v", line, err)
 		}
 		return conn, br
@@ -829,15 +779,7 @@ func TestGatewayTunnelEndsWithItsToken(t *testing.T) {
 			t.Errorf("after CloseTunnels: %d new events (%+v), want the open tunnel's, status 101", len(evs)-n, evs[n:])
 		}
 		// A tunnel asked for after closing began is ended at once.
-		conn, err := net.Dial("tcp", tg.Listener.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
-		_, _ = io.WriteString(conn, "GET /ws HTTP/1.1\r\nHost: gw.test\r\nAuthorization: "+goodToken+"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
-		br := bufio.NewReader(conn)
-		if resp, err := http.ReadResponse(br, nil); err == nil && resp.StatusCode == http.StatusSwitchingProtocols {
+		if conn, br, resp := dialTunnel(t, tg, "/ws", "websocket", goodToken); resp.StatusCode == http.StatusSwitchingProtocols {
 			_, _ = io.WriteString(conn, "late\n")
 			if line, err := br.ReadString('\n'); err == nil {
 				t.Errorf("a tunnel opened after CloseTunnels carried %q", line)
@@ -860,7 +802,7 @@ func TestGatewayTunnelEndsWithItsToken(t *testing.T) {
 	// The other tunnel still works.
 	_ = long.SetDeadline(time.Now().Add(5 * time.Second))
 	_, _ = io.WriteString(long, "still\n")
-	if line, err := longR.ReadString('\n'); err != nil || line != "still\n" {
+	if line, err := longR.ReadString('\n'); err != nil || line != "STILL\n" {
 		t.Errorf("a tunnel with a valid token: %q %v", line, err)
 	}
 }
@@ -889,4 +831,57 @@ func TestGatewayTunnelWithExpiredToken(t *testing.T) {
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("plain request within the leeway: %d", resp.StatusCode)
 	}
+}
+
+// echoTunnel answers a WebSocket upgrade with 101 and then echoes each line
+// it reads, upper-cased, until the other side closes; any other request
+// gets "plain".
+func echoTunnel(w http.ResponseWriter, r *http.Request) {
+	if !isUpgradeTo(r, "websocket") {
+		_, _ = io.WriteString(w, "plain")
+		return
+	}
+	conn, rw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	_, _ = rw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+	_ = rw.Flush()
+	for {
+		line, err := rw.ReadString('\n')
+		if err != nil {
+			return
+		}
+		_, _ = rw.WriteString(strings.ToUpper(line))
+		_ = rw.Flush()
+	}
+}
+
+func isUpgradeTo(r *http.Request, proto string) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), proto)
+}
+
+// dialTunnel asks the gateway for a WebSocket upgrade of path, with
+// "Upgrade: spelling" and Authorization auth when not empty, on a fresh
+// connection; it returns the connection, its reader and the response.
+func dialTunnel(t *testing.T, tg *testGateway, path, spelling, auth string) (net.Conn, *bufio.Reader, *http.Response) {
+	t.Helper()
+	conn, err := net.Dial("tcp", tg.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	hdr := ""
+	if auth != "" {
+		hdr = "Authorization: " + auth + "\r\n"
+	}
+	_, _ = io.WriteString(conn, "GET "+path+" HTTP/1.1\r\nHost: gw.test\r\n"+hdr+"Upgrade: "+spelling+"\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+	br := bufio.NewReader(conn)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn, br, resp
 }
