@@ -837,7 +837,7 @@ func TestGatewayTunnelWithExpiredToken(t *testing.T) {
 // it reads, upper-cased, until the other side closes; any other request
 // gets "plain".
 func echoTunnel(w http.ResponseWriter, r *http.Request) {
-	if !isUpgradeTo(r, "websocket") {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		_, _ = io.WriteString(w, "plain")
 		return
 	}
